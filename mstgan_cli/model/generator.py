@@ -1,0 +1,257 @@
+"""The MST-GAN generator: multi-frame, multi-scale, flow-aligned video super-resolution.
+
+Reads top to bottom: the flow network, the alignment module, the config, the generator.
+
+Data flow for one window of T low-resolution frames (centre c):
+
+    frames (B, T, 3, h, w)
+      -> encode: per-frame feature pyramid, 3 levels (C channels at h, h/2, h/4)     [per frame]
+      -> pair_flows: flow between each pair of neighbours, both directions          [per pair]
+      -> chain the neighbour flows into flows from the centre to every frame        [per window]
+      -> MSFA: warp each neighbour's pyramid to the centre, refine level by level,
+               coarse to fine, into one aligned feature map per frame
+      -> temporal aggregation: attention of every aligned frame against the centre, 1x1 fusion
+      -> trunk of residual blocks + residual detail-enhancement blocks (depthwise-separable)
+      -> pixel-shuffle upsampling, added to a bicubic-interpolated skip of the centre frame
+    output (B, 3, s*h, s*w)
+
+The first two steps depend on single frames or single pairs only, so a streaming runtime
+computes them once per frame and reuses them in every window that contains the frame.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import DetailBlock, DSConv, ResBlock, act, compose_flow, flow_warp
+
+PYRAMID_LEVELS = 3  # feature pyramid: 1, 1/2, 1/4
+
+
+class FlowLevel(nn.Module):
+    """One SPyNet-style level: predicts a flow correction from (reference, warped, flow)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(8, ch, 3, 1, 1), act(),
+            nn.Conv2d(ch, ch, 3, 1, 1), act(),
+            nn.Conv2d(ch, ch // 2 + ch // 4, 3, 1, 1), act(),
+            nn.Conv2d(ch // 2 + ch // 4, 2, 3, 1, 1),
+        )
+
+    def forward(self, ref: torch.Tensor, warped: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([ref, warped, flow], dim=1))
+
+
+class FlowNet(nn.Module):
+    """Coarse-to-fine optical flow between two frames.
+
+    forward(a, b): a, b (N, 3, h, w) in [0, 1], h and w divisible by 2**(levels-1).
+    Returns flow (N, 2, h, w) in pixels such that b warped by it (``flow_warp(b, flow)``) matches a.
+    Coarse levels catch large motion, fine levels the sub-pixel detail.
+    """
+
+    def __init__(self, levels: int, ch: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.level_nets = nn.ModuleList(FlowLevel(ch) for _ in range(levels))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        pa, pb = [a - 0.5], [b - 0.5]
+        for _ in range(self.levels - 1):
+            pa.append(F.avg_pool2d(pa[-1], 2))
+            pb.append(F.avg_pool2d(pb[-1], 2))
+        flow = torch.zeros_like(pa[-1][:, :2])
+        for lvl in range(self.levels - 1, -1, -1):
+            if lvl != self.levels - 1:
+                flow = F.interpolate(flow, scale_factor=2.0, mode="bilinear", align_corners=False) * 2.0
+            warped = flow_warp(pb[lvl], flow)
+            flow = flow + self.level_nets[lvl](pa[lvl], warped, flow)
+        return flow
+
+
+class LevelRefine(nn.Module):
+    """Refines a warped neighbour feature against the centre's feature at one pyramid level."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(DSConv(2 * ch, ch), act(), DSConv(ch, ch))
+
+    def forward(self, centre: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        return warped + self.body(torch.cat([centre, warped], dim=1))
+
+
+class MSFA(nn.Module):
+    """Multi-scale feature alignment of one neighbour to the centre.
+
+    centre, neighbour: pyramids (tuples of (N, C, h/2**l, w/2**l)); flow: (N, 2, h, w) from the
+    centre to the neighbour. Returns the aligned feature (N, C, h, w).
+    """
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.refine = nn.ModuleList(LevelRefine(ch) for _ in range(PYRAMID_LEVELS))
+        self.merge = DSConv(ch, ch)
+
+    def forward(self, centre: tuple[torch.Tensor, ...], neighbour: tuple[torch.Tensor, ...],
+                flow: torch.Tensor) -> torch.Tensor:
+        flows = [flow]
+        for _ in range(PYRAMID_LEVELS - 1):
+            flows.append(F.avg_pool2d(flows[-1], 2) * 0.5)
+        x = None
+        for lvl in range(PYRAMID_LEVELS - 1, -1, -1):
+            aligned = self.refine[lvl](centre[lvl], flow_warp(neighbour[lvl], flows[lvl]))
+            if x is not None:
+                aligned = aligned + F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = aligned
+        return self.merge(x)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of the generator. Stored in every checkpoint; capabilities follow from it."""
+
+    scale: int = 4          # 2 or 4
+    window: int = 5         # frames per window, odd (5 or 7)
+    feat: int = 32          # per-frame feature channels
+    trunk: int = 48         # channels of the reconstruction trunk
+    enc_blocks: int = 2     # residual blocks in the per-frame encoder
+    trunk_blocks: int = 4   # residual blocks (full 3x3 convs) in the trunk
+    detail_blocks: int = 2  # depthwise-separable detail-enhancement blocks
+    flow_levels: int = 4    # pyramid levels of the flow network
+    flow_ch: int = 24       # width of the flow network
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (pad, then crop the output)."""
+        return max(2 ** (self.flow_levels - 1), 2 ** (PYRAMID_LEVELS - 1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MSTGANGenerator(nn.Module):
+    """Multi-frame super-resolution of the centre frame of a window.
+
+    forward(frames): frames (B, T, 3, h, w) float in [0, 1], T == config.window, h and w multiples
+    of config.size_multiple. Returns (B, 3, s*h, s*w), not clamped (clamp for display).
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        assert config.scale in (2, 3, 4), f"unsupported scale {config.scale}"
+        assert config.window % 2 == 1 and config.window >= 3, "window must be odd and >= 3"
+        self.config = config
+        c, t = config.feat, config.trunk
+        # per-frame encoder (main path: full convs), then a cheap pyramid
+        self.enc_in = nn.Conv2d(3, c, 3, 1, 1)
+        self.enc_body = nn.Sequential(*[ResBlock(c) for _ in range(config.enc_blocks)])
+        self.down = nn.ModuleList(DSConv(c, c, 3, stride=2) for _ in range(PYRAMID_LEVELS - 1))
+        self.flownet = FlowNet(config.flow_levels, config.flow_ch)
+        self.msfa = MSFA(c)
+        # temporal aggregation
+        self.embed = DSConv(c, c)
+        self.fuse = nn.Conv2d(config.window * c, t, 1)
+        # reconstruction
+        self.trunk = nn.Sequential(*[ResBlock(t) for _ in range(config.trunk_blocks)])
+        self.detail = nn.Sequential(*[DetailBlock(t) for _ in range(config.detail_blocks)])
+        self.trunk_out = nn.Conv2d(t, t, 3, 1, 1)
+        self.up = nn.Conv2d(t, 3 * config.scale**2, 3, 1, 1)
+        self.act = act()
+
+    # --- per-frame and per-pair work (cacheable) ---------------------------------------------
+    def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """frames (N, 3, h, w) in [0, 1] -> pyramid of features ((N, C, h/2**l, w/2**l) for l in 0..2)."""
+        x = self.act(self.enc_in(frames - 0.5))
+        x = self.enc_body(x)
+        pyr = [x]
+        for down in self.down:
+            pyr.append(self.act(down(pyr[-1])))
+        return tuple(pyr)
+
+    def pair_flows(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flows a->b and b->a for neighbouring frames a, b (N, 3, h, w). Both (N, 2, h, w)."""
+        n = a.shape[0]
+        flows = self.flownet(torch.cat([a, b], 0), torch.cat([b, a], 0))
+        return flows[:n], flows[n:]
+
+    # --- per-window work ---------------------------------------------------------------------
+    @staticmethod
+    def flows_to_centre(fwd: list[torch.Tensor], bwd: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """Chain neighbour flows into flows from the centre to every frame of the window.
+
+        fwd[i]: flow frame i -> i+1, bwd[i]: flow frame i+1 -> i, for i in 0..T-2.
+        Returns T entries (None at the centre), each (N, 2, h, w).
+        """
+        t = len(fwd) + 1
+        c = t // 2
+        out: list[torch.Tensor | None] = [None] * t
+        acc = None
+        for i in range(c, t - 1):  # centre -> right
+            acc = fwd[i] if acc is None else compose_flow(acc, fwd[i])
+            out[i + 1] = acc
+        acc = None
+        for i in range(c - 1, -1, -1):  # centre -> left
+            acc = bwd[i] if acc is None else compose_flow(acc, bwd[i])
+            out[i] = acc
+        return out
+
+    def reconstruct(self, centre_lr: torch.Tensor, feats: list[tuple[torch.Tensor, ...]],
+                    flows: list[torch.Tensor | None]) -> torch.Tensor:
+        """centre_lr (N, 3, h, w); feats: T pyramids; flows: T flows from the centre (None at the
+        centre). Returns (N, 3, s*h, s*w)."""
+        t = len(feats)
+        c = t // 2
+        assert t == self.config.window, f"window of {t} frames, model expects {self.config.window}"
+        centre = feats[c]
+        aligned = [centre[0] if i == c else self.msfa(centre, feats[i], flows[i]) for i in range(t)]
+        e_c = self.embed(centre[0])
+        weighted = []
+        for i, a in enumerate(aligned):
+            if i == c:
+                weighted.append(a)
+                continue
+            corr = torch.sigmoid((self.embed(a) * e_c).mean(dim=1, keepdim=True))  # (N, 1, h, w)
+            weighted.append(a * corr)
+        fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
+        x = self.detail(self.trunk(fused))
+        x = self.trunk_out(x) + fused
+        res = F.pixel_shuffle(self.up(x), self.config.scale)
+        skip = F.interpolate(centre_lr, scale_factor=float(self.config.scale), mode="bicubic", align_corners=False)
+        return skip + res
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        out, _ = self.forward_with_flows(frames)
+        return out
+
+    def forward_with_flows(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Like forward, also returning the flows from the centre to every frame (for losses)."""
+        b, t, ch, h, w = frames.shape
+        assert ch == 3, f"expected RGB frames, got {ch} channels"
+        assert t == self.config.window, f"window of {t} frames, model expects {self.config.window}"
+        m = self.config.size_multiple
+        assert h % m == 0 and w % m == 0, f"height and width must be multiples of {m}, got {h}x{w}"
+        c = t // 2
+        flat = frames.reshape(b * t, ch, h, w)
+        pyr = self.encode(flat)
+        feats = [tuple(p.reshape(b, t, *p.shape[1:])[:, i] for p in pyr) for i in range(t)]
+        # only the neighbour flows that point away from the centre are needed here
+        a = torch.cat([frames[:, i] for i in range(c, t - 1)] + [frames[:, i + 1] for i in range(0, c)], 0)
+        nb = torch.cat([frames[:, i + 1] for i in range(c, t - 1)] + [frames[:, i] for i in range(0, c)], 0)
+        fl = self.flownet(a, nb).split(b, dim=0)
+        fwd: list[torch.Tensor] = [fl[0]] * (t - 1)
+        bwd: list[torch.Tensor] = [fl[0]] * (t - 1)
+        for k, i in enumerate(range(c, t - 1)):
+            fwd[i] = fl[k]
+        for k, i in enumerate(range(0, c)):
+            bwd[i] = fl[(t - 1 - c) + k]
+        flows = self.flows_to_centre(fwd, bwd)
+        return self.reconstruct(frames[:, c], feats, flows), flows
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,257 @@
+"""The staged training loop. Resumable at any step, seeded, CUDA when present.
+
+Stage 1 (fidelity): generator alone on Charbonnier-L1 (+ optional VGG perceptual loss), with a
+photometric warping loss and a smoothness term on the flows.
+Stage 2 (GAN): see ``train/adversarial.py``.
+
+A run directory holds ``last.pt`` (everything needed to resume), ``best.pt`` (best validation
+score), ``log.jsonl`` (one JSON object per logged step or validation) and ``curves.png``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.blocks import flow_warp
+from ..model.checkpoint import atomic_save
+from ..model.generator import GeneratorConfig, MSTGANGenerator
+from .data import Sources, WindowSampler, load_val_clips
+
+log = logging.getLogger("mstgan_cli")
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/train"
+    val: str = "../shared/data/val"
+    out: str = "runs/x4"
+    cache: str = ".data/cache"
+    scale: int = 4
+    window: int = 5
+    generator: dict = field(default_factory=dict)  # overrides of GeneratorConfig
+    stage: int = 1
+    steps: int = 60_000          # length of the learning-rate schedule
+    batch: int = 16
+    patch: int = 32              # low-resolution patch side
+    lr: float = 3e-4
+    warmup: int = 300
+    seed: int = 0
+    val_every: int = 500
+    val_frames: int = 8          # validation windows per clip
+    ckpt_minutes: float = 5.0
+    w_warp: float = 0.05         # photometric loss of the flows
+    w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
+    w_perceptual: float = 0.0
+    init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
+    threads: int = 0             # CPU threads (0: torch default)
+    max_minutes: float = 0.0     # stop (after saving) when this much wall time has passed
+
+
+def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.sqrt((x - y) ** 2 + eps * eps).mean()
+
+
+def flow_losses(lr: torch.Tensor, flows: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photometric loss (each neighbour warped onto the centre with its flow) and total variation
+    of the flows. lr (B, T, 3, h, w)."""
+    c = lr.shape[1] // 2
+    warp = lr.new_zeros(())
+    smooth = lr.new_zeros(())
+    n = 0
+    for i, f in enumerate(flows):
+        if f is None:
+            continue
+        warp = warp + (flow_warp(lr[:, i], f) - lr[:, c]).abs().mean()
+        smooth = smooth + (f[..., 1:, :] - f[..., :-1, :]).abs().mean() + (f[..., 1:] - f[..., :-1]).abs().mean()
+        n += 1
+    return warp / n, smooth / n
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the peak over cfg.steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma on the 16-235 scale of (..., 3, H, W) RGB in [0, 1]."""
+    return 16.0 + 65.481 * x[..., 0, :, :] + 128.553 * x[..., 1, :, :] + 24.966 * x[..., 2, :, :]
+
+
+def _psnr_y(a: torch.Tensor, b: torch.Tensor, crop: int) -> float:
+    # both as 8-bit images, as they would be written to a file
+    ya, yb = _luma((a.clamp(0, 1) * 255).round() / 255), _luma((b * 255).round() / 255)
+    if crop:
+        ya, yb = ya[..., crop:-crop, crop:-crop], yb[..., crop:-crop, crop:-crop]
+    mse = ((ya - yb) ** 2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
+    """Replicate-pad the last two dims up to multiples of m. Returns (padded, h, w) of the original."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        lead = x.shape[:-3]
+        x = F.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode="replicate").reshape(*lead, x.shape[-3], h + ph, w + pw)
+    return x, h, w
+
+
+@torch.no_grad()
+def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.device) -> dict:
+    """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip."""
+    model.eval()
+    s, t = model.config.scale, model.config.window
+    res: dict = {}
+    ours, bic = [], []
+    for name, lr, hr in clips:
+        idx = np.linspace(t // 2, len(lr) - 1 - t // 2, frames_per_clip).round().astype(int)
+        po, pb = [], []
+        for i in idx:
+            win = lr[i - t // 2: i + t // 2 + 1][None].to(device)
+            x, h, w = pad_to_multiple(win, model.config.size_multiple)
+            out = model(x)[..., : h * s, : w * s].clamp(0, 1).cpu()
+            ref = hr[i][None]
+            po.append(_psnr_y(out, ref, s))
+            up = F.interpolate(lr[i][None], scale_factor=s, mode="bicubic", align_corners=False)
+            pb.append(_psnr_y(up.clamp(0, 1), ref, s))
+        res[f"psnr_{name}"] = float(np.mean(po))
+        res[f"gain_{name}"] = float(np.mean(po) - np.mean(pb))
+        ours += po
+        bic += pb
+    res["psnr_y"] = float(np.mean(ours))
+    res["gain"] = float(np.mean(ours) - np.mean(bic))
+    model.train()
+    return res
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.stop = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, *_):
+        self.stop = True
+
+
+def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Path:
+    """Run (or resume) a training run; returns the run directory. Stops cleanly on SIGINT/SIGTERM,
+    at cfg.steps, or after cfg.max_minutes, always leaving a resumable last.pt."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    gcfg = GeneratorConfig(scale=cfg.scale, window=cfg.window, **cfg.generator)
+    model = MSTGANGenerator(gcfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    sampler = WindowSampler(Sources.load(Path(cfg.data), Path(cfg.cache)), cfg.scale, cfg.window, cfg.patch, cfg.seed)
+    val_clips = load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache))
+    perceptual = _perceptual(device) if cfg.w_perceptual > 0 else None
+    step, best = 0, None
+    last = out / "last.pt"
+    if last.exists():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sampler.load_state(ck["sampler"])
+        torch.set_rng_state(ck["torch_rng"])
+        step, best = ck["step"], ck.get("best")
+        log.info("resumed %s at step %d", last, step)
+    elif cfg.init:
+        ck = torch.load(cfg.init, map_location=device, weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+
+    def save(path: Path) -> None:
+        atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state(),
+                     "torch_rng": torch.get_rng_state(), "step": step, "best": best,
+                     "config": gcfg.to_dict(), "train_config": asdict(cfg)}, path)
+
+    def emit(rec: dict) -> None:
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if on_log:
+            on_log(rec)
+
+    stop = _StopFlag()
+    t0 = time.time()
+    last_save = time.time()
+    tick, tick_step, acc = time.time(), step, {}
+    c = cfg.window // 2
+    model.train()
+    while step < cfg.steps and not stop.stop:
+        lr_now = lr_at(step, cfg)
+        for gr in opt.param_groups:
+            gr["lr"] = lr_now
+        lr, hr = sampler.batch(cfg.batch)
+        lr, hr = lr.to(device, non_blocking=True), hr[:, c].to(device, non_blocking=True)
+        sr, flows = model.forward_with_flows(lr)
+        l_pix = charbonnier(sr, hr)
+        l_warp, l_smooth = flow_losses(lr, flows)
+        loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
+        parts = {"pix": l_pix.item(), "warp": l_warp.item(), "smooth": l_smooth.item()}
+        if perceptual is not None:
+            l_per = perceptual(sr, hr)
+            loss = loss + cfg.w_perceptual * l_per
+            parts["perceptual"] = l_per.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + v
+        if step % 50 == 0:
+            now = time.time()
+            emit({"step": step, "lr": lr_now, "it_s": (step - tick_step) / (now - tick),
+                  **{k: v / (step - tick_step) for k, v in acc.items()}})
+            tick, tick_step, acc = now, step, {}
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            v = validate(model, val_clips, cfg.val_frames, device)
+            score = v["psnr_y"]
+            is_best = best is None or score > best
+            if is_best:
+                best = score
+                atomic_save({"config": gcfg.to_dict(), "state_dict": model.state_dict(), "step": step, "val": v},
+                            out / "best.pt")
+            emit({"step": step, "val": v, "best": is_best})
+            save(last)
+            last_save = time.time()
+        if time.time() - last_save > cfg.ckpt_minutes * 60:
+            save(last)
+            last_save = time.time()
+        if cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60:
+            break
+    save(last)
+    log.info("stopped at step %d (best val PSNR-Y %s)", step, best)
+    return out
+
+
+def _perceptual(device: torch.device):
+    """VGG16 feature loss (L1 between relu feature maps), frozen ImageNet weights."""
+    from ..model.vgg import load_vgg_features
+
+    vgg = load_vgg_features().to(device).eval()
+    for p in vgg.parameters():
+        p.requires_grad_(False)
+
+    def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        fx, fy = vgg(x), vgg(y)
+        return sum((a - b).abs().mean() for a, b in zip(fx, fy)) / len(fx)
+
+    return loss
