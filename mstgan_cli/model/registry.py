@@ -1,0 +1,91 @@
+"""The shipped weights: where they are, what they can do, which one a request picks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import ModelError
+from .checkpoint import read_checkpoint
+from .generator import GeneratorConfig, MSTGANGenerator, count_params
+
+DEFAULT_MODEL = {4: "mstgan-x4", 2: "mstgan-x2"}
+PRECISIONS = ["fp32", "bf16", "fp16"]
+
+
+def weights_dir() -> Path:
+    """$MSTGAN_WEIGHTS_DIR, else the repository's weights/ folder."""
+    env = os.environ.get("MSTGAN_WEIGHTS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+
+
+def model_path(name: str) -> Path:
+    """A shipped model's checkpoint path by name, or the path itself when `name` is a file."""
+    p = Path(name)
+    if p.suffix in (".pt", ".pth") or p.exists():
+        if not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+        return p
+    f = weights_dir() / f"{name}.pt"
+    if not f.is_file():
+        known = ", ".join(m["name"] for m in list_models()) or "none installed"
+        raise ModelError(f"unknown model {name!r} (shipped: {known})")
+    return f
+
+
+def default_model(scale: int) -> str:
+    """The model a plain run uses for a given factor."""
+    if scale not in DEFAULT_MODEL:
+        raise ModelError(f"no shipped model for x{scale} (shipped factors: {sorted(DEFAULT_MODEL)})")
+    return DEFAULT_MODEL[scale]
+
+
+def flops_per_pixel(config: GeneratorConfig, size: int = 64) -> dict:
+    """FLOPs per input (LR) pixel, measured by counting: 'streaming' is the cost of one new frame
+    with per-frame features and neighbour flows cached (as the runtime does), 'window' the cost of
+    recomputing everything for each window."""
+    model = MSTGANGenerator(config).eval()
+    t = config.window
+    x = torch.rand(1, t, 3, size, size)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as full:
+            model(x)
+        feats = [model.encode(x[:, i]) for i in range(t)]
+        with FlopCounterMode(display=False) as per_frame:
+            model.encode(x[:, 0])
+            model.pair_flows(x[:, 0], x[:, 1])
+        fl = [model.pair_flows(x[:, i], x[:, i + 1]) for i in range(t - 1)]
+        with FlopCounterMode(display=False) as per_window:
+            flows = model.flows_to_centre([f[0] for f in fl], [f[1] for f in fl])
+            model.reconstruct(x[:, t // 2], feats, flows)
+    px = size * size
+    return {"streaming": (per_frame.get_total_flops() + per_window.get_total_flops()) / px,
+            "window": full.get_total_flops() / px}
+
+
+def list_models() -> list[dict]:
+    """Every shipped generator: name, scale, window, params, FLOPs per input pixel, precisions,
+    metrics measured on the validation clips (from the checkpoint's meta), path."""
+    out = []
+    d = weights_dir()
+    for f in sorted(d.glob("mstgan-*.pt")) if d.is_dir() else []:
+        try:
+            ck = read_checkpoint(f)
+        except ModelError:
+            continue
+        meta = ck.get("meta", {})
+        cfg = GeneratorConfig(**ck["config"])
+        out.append({
+            "name": f.stem, "scale": cfg.scale, "window": cfg.window,
+            "params": meta.get("params") or sum(v.numel() for v in ck["state_dict"].values() if v.is_floating_point()),
+            "flops_per_pixel": meta.get("flops_per_pixel", {}).get("streaming"),
+            "precisions": meta.get("precisions", PRECISIONS),
+            "kind": meta.get("kind", ""), "metrics": meta.get("metrics", {}),
+            "default": DEFAULT_MODEL.get(cfg.scale) == f.stem, "path": str(f),
+        })
+    return out
+
+
+__all__ = ["list_models", "model_path", "default_model", "flops_per_pixel", "weights_dir", "count_params"]
