@@ -1,0 +1,241 @@
+"""The ``mstgan`` command: parse, build one options object, call the library, map errors to exit codes.
+
+Messages, warnings and progress go to stderr; stdout carries only what a command is asked to
+print (``models``, ``--version``), never chatter.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from . import __version__
+from .errors import MstganError
+from .options import (DEFAULT_MODEL, EncodeSettings, Precision, Target, UpscaleOptions,
+                      parse_device)
+from .pipeline import Progress as PipelineProgress
+from .pipeline import upscale_file
+from .plan import list_models
+
+stderr = Console(stderr=True)
+stdout = Console()
+log = logging.getLogger("mstgan_cli")
+
+app = typer.Typer(
+    name="mstgan", rich_markup_mode="rich", no_args_is_help=True, add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Video super-resolution from the command line: [bold]MST-GAN[/bold], streamed through FFmpeg.",
+    epilog="[bold]Examples[/bold]\n\n"
+           "  [cyan]mstgan upscale holiday.mp4[/cyan]    writes holiday_2160p.mp4 (fit 3840x2160)\n\n"
+           "  [cyan]mstgan upscale clip.mkv --scale 2 -o clip_x2.mkv[/cyan]\n\n"
+           "  [cyan]mstgan models[/cyan]    lists the shipped weights\n\n"
+           "Run [cyan]mstgan upscale --help[/cyan] for every option.",
+)
+
+UPSCALE_EPILOG = (
+    "[bold]Examples[/bold]\n\n"
+    "  [cyan]mstgan upscale in.mp4[/cyan]\n"
+    "    → in_2160p.mp4: fit 3840x2160, aspect kept, audio/subtitles/chapters copied\n\n"
+    "  [cyan]mstgan upscale in.mp4 --target 1080p -o out.mp4[/cyan]\n\n"
+    "  [cyan]mstgan upscale in.mkv --scale 4 --lossless[/cyan]\n"
+    "    → exactly 4x, FFV1 in in_x4.mkv\n\n"
+    "  [cyan]mstgan upscale in.mp4 --codec hevc --crf 20 --preset slow --pix-fmt yuv420p10le[/cyan]\n\n"
+    "  [cyan]mstgan upscale in.mp4 --model lanczos --target 2560x1080[/cyan]\n"
+    "    → classic Lanczos resize, no network (also: bicubic, bilinear, nearest)\n\n"
+    "  [cyan]mstgan upscale in.mp4 --device cuda:1 --precision fp16 --batch 4 --tile 256[/cyan]\n\n"
+    "[bold]Sizes[/bold]: [cyan]--target[/cyan] runs the model whose factor reaches the target, then "
+    "resizes exactly to it (area down, Lanczos up). When the target needs more than the largest "
+    "model (x4), the x4 model runs and Lanczos does the rest; a warning says so. Named targets "
+    "follow the video's orientation (a portrait video aims at 2160x3840).\n\n"
+    "[bold]Exit codes[/bold]: 0 done (or nothing to do), 2 bad input, 3 output problem, "
+    "4 FFmpeg, 5 model, 6 device/precision, 130 interrupted (143 on SIGTERM)."
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mstgan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Video super-resolution from the command line: [bold]MST-GAN[/bold], streamed through FFmpeg."""
+
+
+def _setup_logging(quiet: bool, verbose: int) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False,
+                          rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers = [h for h in log.handlers if not isinstance(h, RichHandler)] + [handler]
+    log.setLevel(level)
+
+
+def _parse_target(value: Optional[str]) -> Optional[Target]:
+    if value is None:
+        return None
+    try:
+        return Target.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _parse_device(value: str) -> str:
+    try:
+        return parse_device(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _check_choice(allowed: tuple[int, ...]) -> Any:
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+    return check
+
+
+class _Bar:
+    """Draws pipeline progress reports as a rich bar on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("frames  {task.fields[fps]:.1f} fps"), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), console=stderr,
+                            disable=not enabled, transient=False)
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> _Bar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, p: PipelineProgress) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(p.stage, total=p.total, fps=0.0)
+        total = max(p.total, p.frames) if p.total else None
+        self.bar.update(self.task, description=p.stage, completed=p.frames, total=total, fps=p.fps)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.command(epilog=UPSCALE_EPILOG, no_args_is_help=True)
+def upscale(
+    input: Annotated[Path, typer.Argument(help="Video file to upscale.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container).", show_default=False)] = None,
+    scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=_check_choice((2, 4)), rich_help_panel="Size")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
+    precision: Annotated[Precision, typer.Option("--precision", help="Arithmetic for the model.", rich_help_panel="Model")] = Precision.AUTO,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", callback=_parse_device, rich_help_panel="Model")] = "auto",
+    window: Annotated[Optional[int], typer.Option("--window", help="Frames the model sees at once: 5 or 7 \\[default: the model's].", callback=_check_choice((5, 7)), rich_help_panel="Model")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Windows per model call (more = faster on a GPU, more memory).", rich_help_panel="Model")] = 1,
+    tile: Annotated[Optional[int], typer.Option("--tile", min=16, help="Process frames in tiles of N input pixels to save memory.", rich_help_panel="Model")] = None,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Encoder: h264, hevc, av1, vp9, ffv1 or any FFmpeg encoder name \\[default: h264; vp9 for .webm].", rich_help_panel="Encoding")] = None,
+    crf: Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="Constant quality, lower is better \\[default: 18 for h264, 20 for hevc].", rich_help_panel="Encoding")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, e.g. slow, medium, fast \\[default: medium].", rich_help_panel="Encoding")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format \\[default: yuv420p, or yuv420p10le for a 10-bit source].", rich_help_panel="Encoding")] = None,
+    lossless: Annotated[bool, typer.Option("--lossless", help="Lossless output: FFV1 in .mkv (4:4:4), or the codec's lossless mode (h264/hevc/vp9).", rich_help_panel="Encoding")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace the output if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail (-vv shows FFmpeg commands).")] = 0,
+) -> None:
+    """Upscale a video: every frame through the model, every other stream copied.
+
+    Keeps frame count, timestamps (VFR too), audio, subtitles, chapters, metadata and colour.
+    """
+    _setup_logging(quiet, verbose)
+    if scale is not None and target is not None:
+        raise typer.BadParameter("give --scale or --target, not both", param_hint="--scale/--target")
+    try:
+        options = UpscaleOptions(
+            output=output, scale=scale, target=_parse_target(target), model=model,
+            precision=precision, device=device, window=window, batch=batch, tile=tile,
+            encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
+            overwrite=overwrite)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        with _Bar(enabled=not quiet and stderr.is_terminal) as bar:
+            result = upscale_file(input, options, progress=bar)
+    except MstganError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, _Terminated) else 130
+        raise _fail("interrupted; nothing was written", code) from None
+    if result.skipped:
+        if not quiet:
+            stderr.print(escape(result.skipped), highlight=False, soft_wrap=True)
+        return
+    if not quiet:
+        w, h = result.size or (0, 0)
+        stderr.print(f"wrote [bold]{escape(str(result.output))}[/bold]: {result.frames} frames, "
+                     f"{w}x{h}, in {result.seconds:.1f}s", highlight=False, soft_wrap=True)
+
+
+@app.command(epilog="[bold]Examples[/bold]\n\n  [cyan]mstgan models[/cyan]\n\n"
+                    "  [cyan]mstgan models --json | jq '.[].name'[/cyan]")
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the shipped model weights and the built-in baselines."""
+    try:
+        rows = list_models()
+    except MstganError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title="Models", title_justify="left")
+    for column in ("name", "scale", "params", "FLOPs/px", "precisions", "metrics", "path"):
+        table.add_column(column)
+    for m in rows:
+        params = m.get("params") or 0
+        flops = m.get("flops_per_pixel")
+        metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in (m.get("metrics") or {}).items())
+        table.add_row(str(m.get("name")), f"x{m['scale']}" if isinstance(m.get("scale"), int) else str(m.get("scale")), f"{params / 1e6:.2f}M" if params else "-",
+                      f"{flops / 1e3:.1f}k" if flops else "-", ", ".join(m.get("precisions") or []),
+                      metrics or "-", str(m.get("path") or "-"))
+    stdout.print(table)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def main() -> None:
+    """Console-script entry point. SIGTERM is handled like Ctrl-C (clean up, then exit)."""
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    app(prog_name="mstgan")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Encode RGB frames in-process with PyAV into a video-only file, each frame at its own pts.
+
+The final resize (to the exact output size) and the RGB -> YCbCr conversion happen together in
+one swscale pass with the output's matrix and range; the encoder is tagged with the same colour
+description, so players decode it back the way we meant.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
+
+from ..errors import FFmpegError, OutputError
+from ..options import EncodeSettings
+from .colour import Colour
+
+log = logging.getLogger("mstgan_cli")
+
+CODEC_ALIASES = {"h264": "libx264", "avc": "libx264", "x264": "libx264", "h265": "libx265",
+                 "hevc": "libx265", "x265": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1",
+                 "svtav1": "libsvtav1", "prores": "prores_ks"}
+_X264_CONTAINERS = {".mp4", ".m4v", ".mov", ".mkv", ".ts", ".m2ts", ".mts", ".flv", ".avi", ".3gp", ".nut"}
+_LOSSLESS_MKV = {".mkv", ".nut", ".avi"}
+_CRF_DEFAULTS = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
+_PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+_INTRINSICALLY_LOSSLESS = {"ffv1", "utvideo", "huffyuv", "ffvhuff", "png", "rawvideo"}
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """The concrete encoder, pixel format and private options chosen for an output."""
+
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+
+
+def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
+                 container_default: str | None = None) -> EncoderPlan:
+    """Choose encoder, pixel format and options for an output file ending in ``suffix``.
+
+    ``deep`` means the source has more than 8 bits per component; the default pixel format then
+    keeps 10 bits. Raises OutputError for impossible combinations (e.g. --lossless with prores).
+    """
+    suffix = suffix.lower()
+    codec = CODEC_ALIASES.get((settings.codec or "").lower(), settings.codec)
+    if codec is None:
+        if settings.lossless and suffix in _LOSSLESS_MKV:
+            codec = "ffv1"
+        elif suffix == ".webm":
+            codec = "libvpx-vp9"
+        elif suffix in _X264_CONTAINERS or container_default is None:
+            codec = "libx264"
+        else:
+            codec = container_default
+    try:
+        formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    except Exception as exc:  # noqa: BLE001 - PyAV raises several types for unknown codecs
+        raise OutputError(f"unknown video encoder {codec!r}; try libx264, libx265, libvpx-vp9, "
+                          "libsvtav1 or ffv1") from exc
+    chroma = "444" if settings.lossless else "420"
+    pix_fmt = settings.pix_fmt or (f"yuv{chroma}p10le" if deep else f"yuv{chroma}p")
+    if formats and pix_fmt not in formats:
+        if settings.pix_fmt:
+            raise OutputError(f"{codec} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats[:12])}")
+        fallback = [f for f in formats if f.startswith("yuv4") and "j" not in f] or formats
+        pix_fmt = fallback[0]
+    options: dict[str, str] = {}
+    if settings.lossless:
+        if codec == "libx264":
+            options["qp"] = "0"
+        elif codec == "libx265":
+            options["x265-params"] = "lossless=1"
+        elif codec == "libvpx-vp9":
+            options["lossless"] = "1"
+        elif codec not in _INTRINSICALLY_LOSSLESS:
+            raise OutputError(f"--lossless is not possible with {codec}; use ffv1 (.mkv), libx264, "
+                              "libx265 or libvpx-vp9")
+        if codec == "ffv1":
+            options.update({"level": "3", "slicecrc": "1", "g": "1"})
+    elif codec in _CRF_DEFAULTS:
+        crf = settings.crf if settings.crf is not None else _CRF_DEFAULTS[codec]
+        options["crf"] = str(crf)
+        if codec == "libvpx-vp9":
+            options.update({"b": "0", "row-mt": "1"})
+    elif settings.crf is not None:
+        log.warning("%s has no constant-quality (CRF) mode; --crf is ignored", codec)
+    if settings.preset:
+        if codec in _PRESET_CODECS and not (settings.lossless and codec == "ffv1"):
+            options["preset"] = settings.preset
+        else:
+            log.warning("%s has no presets; --preset is ignored", codec)
+    elif codec in ("libx264", "libx265"):
+        options["preset"] = "medium"
+    return EncoderPlan(codec, pix_fmt, options)
+
+
+def _wrap_av_error(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"{what}: no space left on device")
+    if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
+        return OutputError(f"{what}: {exc.strerror or exc}")
+    return FFmpegError(f"{what}: {exc}")
+
+
+class VideoEncoder:
+    """Write frames to ``path`` (a video-only file; the format follows the file's extension).
+
+    Frames passed to :meth:`write` are (h, w, 3) uint8 or uint16 full-range RGB arrays of size
+    ``src_size``; each is resized to ``size`` (Lanczos up, area down), converted to the output
+    colour and encoded with ``pts`` in ``time_base`` units.
+    """
+
+    def __init__(self, path: Path, plan: EncoderPlan, *, size: tuple[int, int],
+                 src_size: tuple[int, int], time_base: Fraction, rate: Fraction | None,
+                 colour: Colour, sar: Fraction = Fraction(1)) -> None:
+        self.path, self.plan, self.size, self.src_size = path, plan, size, src_size
+        self.time_base, self.colour = time_base, colour
+        self.frames = 0
+        self._last_pts: int | None = None
+        self.nudged = 0
+        self._reformatter = VideoReformatter()
+        grow = size[0] * size[1] >= src_size[0] * src_size[1]
+        kernel = Interpolation.LANCZOS if grow else Interpolation.AREA
+        self._interp = kernel | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
+        try:
+            self._container = av.open(str(path), mode="w")
+        except Exception as exc:  # noqa: BLE001
+            raise _wrap_av_error(exc, f"cannot create {path}") from exc
+        try:
+            stream = self._container.add_stream(plan.codec, rate=rate)
+            stream.width, stream.height = size
+            stream.pix_fmt = plan.pix_fmt
+            stream.time_base = time_base
+            cc = stream.codec_context
+            cc.time_base = time_base
+            cc.sample_aspect_ratio = sar
+            for key, value in colour.ids().items():
+                setattr(cc, key, value)
+            stream.options = dict(plan.options)
+            self._stream = stream
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            raise _wrap_av_error(exc, f"cannot set up the {plan.codec} encoder") from exc
+        log.debug("encoder %s %s %dx%d tb=%s options=%s colour=%s", plan.codec, plan.pix_fmt,
+                  size[0], size[1], time_base, plan.options, colour)
+
+    def _to_frame(self, rgb: np.ndarray) -> av.VideoFrame:
+        fmt = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(rgb, format=fmt)
+        return self._reformatter.reformat(
+            frame, width=self.size[0], height=self.size[1], format=self.plan.pix_fmt,
+            dst_colorspace=Colorspace[self.colour.sws_matrix],
+            dst_color_range=ColorRange[self.colour.sws_range], interpolation=self._interp)
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        """Encode one frame. ``rgb``: (H, W, 3) uint8 or uint16, full-range RGB, H x W = src_size.
+        A pts that does not increase is nudged forward by one tick (and counted in ``nudged``)."""
+        h, w = rgb.shape[:2]
+        assert (w, h) == self.src_size, f"frame is {w}x{h}, encoder expects {self.src_size}"
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+            self.nudged += 1
+        self._last_pts = pts
+        frame = self._to_frame(rgb)
+        frame.pts = pts
+        frame.time_base = self.time_base
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except Exception as exc:  # noqa: BLE001
+            raise _wrap_av_error(exc, f"encoding frame {self.frames} into {self.path.name}") from exc
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            raise _wrap_av_error(exc, f"finishing {self.path.name}") from exc
+
+    def abort(self) -> None:
+        """Close without flushing; never raises (the caller deletes the file)."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001, S110 - best effort on an error path
+            pass

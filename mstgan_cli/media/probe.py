@@ -1,0 +1,218 @@
+"""What is in a media file: streams, the video's size, rotation, timing and colour (via ffprobe)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..errors import FFmpegError, InputError
+from . import ffmpeg
+from .colour import Colour
+
+log = logging.getLogger("mstgan_cli")
+
+_STILL_FORMATS = ("image2", "image2pipe")
+
+
+def ffmpeg_input(path: Path) -> str:
+    """A path spelled so FFmpeg reads it as a local file whatever its name (``-x.mp4``, ``a:b``)."""
+    return "file:" + str(path)
+
+
+def _fraction(text: object, default: Fraction | None = None) -> Fraction | None:
+    try:
+        value = Fraction(str(text))
+    except (ValueError, ZeroDivisionError):
+        return default
+    return value if value > 0 else default
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def bit_depth(pix_fmt: str) -> int:
+    """Bits per component of a pixel format name: 8 for ``yuv420p``, 10 for ``yuv420p10le``/``p010le``."""
+    m = re.search(r"(\d+)(le|be)$", pix_fmt)
+    if m and int(m.group(1)) in (9, 10, 12, 14, 16):
+        return int(m.group(1))
+    if m and m.group(1) in ("010", "012", "016"):
+        return int(m.group(1))
+    return 8
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """Clockwise display rotation in degrees (0, 90, 180 or 270)."""
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return round(-float(side["rotation"]) / 90) * 90 % 360
+    rotate = _int((stream.get("tags") or {}).get("rotate"))
+    return round(rotate / 90) * 90 % 360 if rotate else 0
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of the container, as ffprobe reports it."""
+
+    index: int
+    kind: str                       # "video", "audio", "subtitle", "data", "attachment"
+    codec: str
+    disposition: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def attached_pic(self) -> bool:
+        return bool(self.disposition.get("attached_pic"))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The video stream we upscale. ``width``/``height`` are the coded (stored) size."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    sar: Fraction
+    rotation: int
+    time_base: Fraction
+    avg_rate: Fraction | None
+    nb_frames: int | None
+    duration: float | None
+    colour: Colour
+
+    @property
+    def bit_depth(self) -> int:
+        return bit_depth(self.pix_fmt)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(W, H) of decoded frames: rotation applied (FFmpeg auto-rotates), pixels not resized."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+    @property
+    def upright_sar(self) -> Fraction:
+        return 1 / self.sar if self.rotation in (90, 270) else self.sar
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(W, H) as shown: rotation and sample aspect ratio applied."""
+        w, h = self.upright_size
+        return max(1, round(w * self.upright_sar)), h
+
+    @property
+    def estimated_frames(self) -> int | None:
+        """Frame count from the header, or duration x average rate; None if neither is known."""
+        if self.nb_frames:
+            return self.nb_frames
+        if self.duration and self.avg_rate:
+            return max(1, round(self.duration * self.avg_rate))
+        return None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """A probed file: container, all streams, the chosen video stream, chapter count."""
+
+    path: Path
+    format_name: str
+    duration: float | None
+    streams: tuple[StreamInfo, ...]
+    video: VideoInfo
+    chapters: int
+
+    @property
+    def other_streams(self) -> tuple[StreamInfo, ...]:
+        """Every stream except the one we upscale (kept as-is in the output)."""
+        return tuple(s for s in self.streams if s.index != self.video.index)
+
+
+def _video_info(s: dict[str, Any], fmt_duration: float | None) -> VideoInfo:
+    tags = s.get("tags") or {}
+    duration = _float(s.get("duration")) or _duration_tag(tags) or fmt_duration
+    width, height = _int(s.get("width")) or 0, _int(s.get("height")) or 0
+    if width <= 0 or height <= 0:
+        raise InputError(f"the video stream #{s.get('index')} has no frame size")
+    return VideoInfo(
+        index=int(s["index"]), codec=str(s.get("codec_name", "?")), width=width, height=height,
+        pix_fmt=str(s.get("pix_fmt") or "yuv420p"),
+        sar=_fraction(str(s.get("sample_aspect_ratio", "1:1")).replace(":", "/"), Fraction(1)) or Fraction(1),
+        rotation=_rotation(s), time_base=_fraction(s.get("time_base"), Fraction(1, 1000)) or Fraction(1, 1000),
+        avg_rate=_fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate")),
+        nb_frames=_int(s.get("nb_frames")) or _int(tags.get("NUMBER_OF_FRAMES")),
+        duration=duration, colour=Colour.from_probe(s))
+
+
+def _duration_tag(tags: dict[str, str]) -> float | None:
+    m = re.match(r"(\d+):(\d+):(\d+(?:\.\d+)?)", tags.get("DURATION", ""))
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Probe ``path`` with ffprobe. Raises InputError if it is missing, unreadable, not a media
+    file, a still image, or has no video stream (cover art does not count)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input not found: {p}")
+    if p.is_dir():
+        raise InputError(f"input is a folder, not a video file: {p}")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"input is not readable: {p}")
+    tools = ffmpeg.find_ffmpeg()
+    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
+            "-show_format", "-show_streams", "-show_chapters", ffmpeg_input(p)]
+    try:
+        out = ffmpeg.run(args, "ffprobe", timeout=120).stdout
+    except FFmpegError as exc:
+        reason = exc.stderr_tail.splitlines()[-1] if exc.stderr_tail else str(exc)
+        reason = reason.split(": ", 1)[-1] if reason.startswith("file:") else reason
+        raise InputError(f"not a video FFmpeg can read: {p} ({reason})") from exc
+    data = json.loads(out or "{}")
+    fmt = data.get("format") or {}
+    format_name = str(fmt.get("format_name", ""))
+    raw_streams = data.get("streams") or []
+    streams = tuple(StreamInfo(int(s["index"]), str(s.get("codec_type", "data")),
+                               str(s.get("codec_name", "none")),
+                               {k: int(v) for k, v in (s.get("disposition") or {}).items()},
+                               {str(k): str(v) for k, v in (s.get("tags") or {}).items()})
+                    for s in raw_streams)
+    if format_name in _STILL_FORMATS or format_name.endswith("_pipe"):
+        raise InputError(f"{p} is a still image, not a video")
+    videos = [s for s, info in zip(raw_streams, streams) if info.kind == "video" and not info.attached_pic]
+    if not videos:
+        what = "only cover art" if any(s.kind == "video" for s in streams) else "no video stream"
+        raise InputError(f"{p} has no video to upscale ({what})")
+    video = _video_info(videos[0], _float(fmt.get("duration")))
+    log.debug("probed %s: %s %dx%d %s rot=%d sar=%s tb=%s frames=%s colour=%s", p, video.codec,
+              video.width, video.height, video.pix_fmt, video.rotation, video.sar, video.time_base,
+              video.nb_frames, video.colour)
+    return MediaInfo(p, format_name, _float(fmt.get("duration")), streams, video,
+                     len(data.get("chapters") or []))
+
+
+def count_packets(path: Path, stream_index: int) -> int | None:
+    """Exact number of packets of one stream (demuxes the whole file, decodes nothing)."""
+    tools = ffmpeg.find_ffmpeg()
+    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-select_streams", str(stream_index),
+            "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
+            ffmpeg_input(path)]
+    try:
+        return _int(ffmpeg.run(args, "ffprobe -count_packets").stdout.strip().split(",")[0])
+    except FFmpegError:
+        return None

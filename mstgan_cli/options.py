@@ -1,0 +1,133 @@
+"""What a user can ask for: frozen option objects the CLI builds and the library consumes."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+DEFAULT_MODEL = "mstgan"
+MODEL_SCALES = (2, 4)  # the factors shipped models come in; --target picks among these
+
+
+class Precision(str, Enum):
+    """Arithmetic the model runs in. ``auto`` lets the runtime pick the fastest safe one."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+def parse_device(text: str) -> str:
+    """Validate a device spelling: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Returns it lower-cased."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise ValueError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N")
+
+
+_NAMED_TARGETS = {
+    "720p": (1280, 720), "hd": (1280, 720), "1080p": (1920, 1080), "fhd": (1920, 1080),
+    "1440p": (2560, 1440), "qhd": (2560, 1440), "2160p": (3840, 2160), "4k": (3840, 2160),
+    "uhd": (3840, 2160), "4320p": (7680, 4320), "8k": (7680, 4320),
+}
+
+
+def _even(x: float) -> int:
+    return max(2, 2 * round(x / 2))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A frame size to fit the video into (aspect ratio kept).
+
+    Named targets (``2160p``, ``4k``...) follow the video's orientation: a portrait video aims at
+    2160x3840. An explicit ``WxH`` is taken literally.
+    """
+
+    width: int
+    height: int
+    label: str
+    follow_orientation: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``720p|1080p|1440p|2160p|4k|8k|4320p`` or ``WxH`` (e.g. ``2560x1080``)."""
+        key = text.strip().lower()
+        if key in _NAMED_TARGETS:
+            w, h = _NAMED_TARGETS[key]
+            return cls(w, h, f"{h}p")
+        m = re.fullmatch(r"(\d+)\s*[x:*]\s*(\d+)", key)
+        if m and int(m.group(1)) >= 2 and int(m.group(2)) >= 2:
+            return cls(int(m.group(1)), int(m.group(2)), f"{m.group(1)}x{m.group(2)}", False)
+        raise ValueError(f"unknown target {text!r}; use 720p, 1080p, 1440p, 2160p, 4k, 8k or WxH")
+
+    def fit(self, width: int, height: int) -> tuple[int, int] | None:
+        """Largest even (W, H) with the aspect of ``width x height`` inside the target box, or
+        None when the video already reaches the box (nothing to upscale)."""
+        tw, th = self.width, self.height
+        if self.follow_orientation and height > width and tw > th:
+            tw, th = th, tw
+        s = min(tw / width, th / height)
+        if s <= 1.0:
+            return None
+        return min(_even(width * s), tw - tw % 2 or tw), min(_even(height * s), th - th % 2 or th)
+
+
+DEFAULT_TARGET = Target(3840, 2160, "2160p")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How the upscaled video is encoded. ``None`` means "pick a good default for the container"."""
+
+    codec: str | None = None       # encoder name or alias: h264, hevc, av1, vp9, ffv1, libx264, ...
+    crf: int | None = None         # constant-quality level (lower is better)
+    preset: str | None = None      # encoder speed preset (e.g. x264's "slow")
+    pix_fmt: str | None = None     # e.g. yuv420p, yuv420p10le, yuv444p
+    lossless: bool = False         # FFV1 in .mkv, or the codec's mathematically lossless mode
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """Everything :func:`mstgan_cli.pipeline.upscale_file` needs besides the input path.
+
+    Exactly one of ``scale`` and ``target`` drives the output size; with neither, the target is
+    2160p (3840x2160).
+    """
+
+    output: Path | None = None
+    scale: int | None = None
+    target: Target | None = None
+    model: str = DEFAULT_MODEL
+    precision: Precision = Precision.AUTO
+    device: str = "auto"
+    window: int | None = None      # frames the model sees at once (5 or 7); None = model default
+    batch: int = 1                 # windows per model call
+    tile: int | None = None        # tile edge in input pixels; None = whole frames
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and self.target is not None:
+            raise ValueError("give either a scale or a target, not both")
+        if self.scale is not None and self.scale < 1:
+            raise ValueError("scale must be a positive integer")
+        if self.window is not None and self.window not in (5, 7):
+            raise ValueError("window must be 5 or 7")
+        if self.batch < 1:
+            raise ValueError("batch must be at least 1")
+        if self.tile is not None and self.tile < 16:
+            raise ValueError("tile must be at least 16 pixels")
+
+    @property
+    def effective_target(self) -> Target | None:
+        return None if self.scale is not None else (self.target or DEFAULT_TARGET)
+
+    @property
+    def size_label(self) -> str:
+        """Suffix for the default output name: ``2160p``, ``x2``, ``2560x1080``."""
+        target = self.effective_target
+        return f"x{self.scale}" if target is None else target.label

