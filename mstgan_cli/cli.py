@@ -206,22 +206,31 @@ def models(
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title="Models", title_justify="left")
-    for column in ("name", "scale", "params", "FLOPs/px", "precisions", "metrics", "path"):
+    table = Table(title="Models ([bold]*[/bold] = default for its factor)", title_justify="left")
+    for column in ("name", "scale", "window", "params", "FLOPs/px", "precisions", "metrics", "path"):
         table.add_column(column)
     for m in rows:
-        params = m.get("params") or 0
-        flops = m.get("flops_per_pixel")
-        metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        scale = m.get("scale")
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in (m.get("metrics") or {}).items())
-        table.add_row(str(m.get("name")), f"x{m['scale']}" if isinstance(m.get("scale"), int) else str(m.get("scale")), f"{params / 1e6:.2f}M" if params else "-",
-                      f"{flops / 1e3:.1f}k" if flops else "-", ", ".join(m.get("precisions") or []),
-                      metrics or "-", str(m.get("path") or "-"))
+        table.add_row(str(m.get("name")) + (" *" if m.get("default") else ""),
+                      f"x{scale}" if isinstance(scale, int) else str(scale), str(m.get("window", "-")),
+                      _human(m.get("params")), _human(m.get("flops_per_pixel")),
+                      ", ".join(m.get("precisions") or []), metrics or "-", str(m.get("path") or "-"))
     stdout.print(table)
 
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""
+
+
+def _human(value: object) -> str:
+    if not isinstance(value, (int, float)) or value <= 0:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
 
 
 def _terminate(signum: int, frame: object) -> None:

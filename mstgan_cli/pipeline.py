@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError, ModelError, OutputError
+from .errors import InputError, ModelError, MstganError, OutputError
 from .media.probe import MediaInfo, count_packets, probe
 from .media.decode import VideoDecoder
 from .media.encode import VideoEncoder, plan_encoder
@@ -199,7 +199,7 @@ class _Run:
         up_w, up_h = self.info.video.upright_size
         scale = int(upscaler.scale)
         src_size = (up_w * scale, up_h * scale)
-        in_q: queue.Queue[object] = queue.Queue(maxsize=8)
+        in_q: queue.Queue[object] = queue.Queue(maxsize=frame_budget(up_w, up_h))
         out_q: queue.Queue[object] = queue.Queue(maxsize=frame_budget(*src_size))
         pts_fifo: deque[int] = deque()
         threads = [threading.Thread(target=self.decode_stage, args=(decoder, in_q),
@@ -231,11 +231,12 @@ class _Run:
                 if not _put(out_q, (out, pts_fifo.popleft()), self.stop):
                     break  # the encoder failed; its error is raised below
             else:
-                if pts_fifo:
-                    raise ModelError(f"the model held back {len(pts_fifo)} frame(s) at the end")
-                _put(out_q, _END, self.stop)
-                threads[1].join()
-                ok = not self.errors
+                if not self.stop.is_set():  # (if set, the encoder failed: report that instead)
+                    if pts_fifo:
+                        raise ModelError(f"the model held back {len(pts_fifo)} frame(s) at the end")
+                    _put(out_q, _END, self.stop)
+                    threads[1].join()
+                    ok = not self.errors
         finally:
             if not ok:
                 self.stop.set()
@@ -246,6 +247,8 @@ class _Run:
                 self.encoder.abort()
         if self.errors:
             raise self.errors[0]
+        if not ok:
+            raise MstganError("the upscale stopped before the end of the video")
 
 
 def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:

@@ -16,7 +16,7 @@ import torch
 from .errors import ModelError, OutputError
 from .media.colour import Colour
 from .media.probe import MediaInfo
-from .options import MODEL_SCALES, UpscaleOptions
+from .options import DEFAULT_MODEL, MODEL_SCALES, UpscaleOptions
 from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 
 log = logging.getLogger("mstgan_cli")
@@ -42,23 +42,39 @@ class ResampleOnly:
 
 def upscaler_factory(options: UpscaleOptions) -> UpscalerFactory:
     """The factory for ``options.model``: an interpolation baseline (bicubic, bilinear, nearest,
-    lanczos) or, for any other name or a checkpoint path, the runtime's ``load_upscaler``."""
+    lanczos); the shipped MST-GAN for the factor asked (``mstgan``, the default); or a named
+    shipped model / checkpoint path via :func:`mstgan_cli.runtime.load_upscaler`."""
     name = options.model.strip()
     if name.lower() in BASELINES:
         mode = BASELINES[name.lower()]
         if mode is None:
             return lambda scale: ResampleOnly()
         return lambda scale: InterpolationUpscaler(scale, mode)
+    family = name.lower() == DEFAULT_MODEL
 
     def load(scale: int) -> FrameUpscaler:
         try:
-            from .runtime import load_upscaler  # type: ignore[attr-defined]
+            from .runtime import load_upscaler
         except ImportError as exc:
-            raise ModelError(f"model {name!r} cannot be loaded: this build has no model runtime "
-                             "yet; use --model bicubic or --model lanczos") from exc
-        return load_upscaler(name, scale=scale, device=options.device,
-                             precision=options.precision.value, window=options.window,
-                             batch=options.batch, tile=options.tile)
+            raise ModelError(f"model {name!r} cannot be loaded: this build has no model runtime; "
+                             "use --model bicubic or --model lanczos") from exc
+        kwargs: dict[str, Any] = dict(device=options.device, precision=options.precision.value,
+                                      window=options.window, batch=options.batch, tile=options.tile or 0)
+        if not family:  # a named model has its own factor; only --scale may contradict it
+            return load_upscaler(name, scale=options.scale, **kwargs)
+        if options.scale is not None:
+            return load_upscaler(None, scale=options.scale, **kwargs)
+        # --target: the requested factor if shipped, else the next larger, else the largest
+        order = sorted(MODEL_SCALES, key=lambda s: (s < scale, abs(s - scale)))
+        first_error: ModelError | None = None
+        for candidate in order:
+            try:
+                return load_upscaler(None, scale=candidate, **kwargs)
+            except ModelError as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise ModelError(f"{first_error}; no shipped MST-GAN weights could be loaded "
+                         "(try --model bicubic or --model lanczos)") from first_error
     return load
 
 
@@ -72,8 +88,9 @@ def list_models() -> list[dict[str, Any]]:
         registry_models = None
     if registry_models is not None:
         shipped = [dict(m) for m in registry_models()]
-    baselines = [{"name": n, "scale": "any", "params": 0, "flops_per_pixel": None,
-                  "precisions": ["fp32"], "metrics": {}, "path": "(built in)"} for n in BASELINES]
+    baselines = [{"name": n, "scale": "any", "window": 1, "params": 0, "flops_per_pixel": None,
+                  "precisions": ["fp32"], "metrics": {}, "default": False, "kind": "baseline",
+                  "path": "built-in"} for n in BASELINES]
     return shipped + baselines
 
 

@@ -213,3 +213,16 @@ def test_disk_full_for_real_on_a_tiny_tmpfs(clip, tmp_path: Path) -> None:
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_real_generator_runs_through_the_pipeline(clip, tmp_path: Path) -> None:
+    """The runtime's ModelUpscaler (look-ahead window, padding) honours the frame contract."""
+    generator = pytest.importorskip("mstgan_cli.model.generator")
+    engine = pytest.importorskip("mstgan_cli.runtime.engine")
+    cfg = generator.GeneratorConfig(scale=2, window=5, feat=8, trunk=8, enc_blocks=1, trunk_blocks=1,
+                                    detail_blocks=1, flow_ch=8)
+    net = generator.MSTGANGenerator(cfg)
+    src = clip("mp4")
+    result = upscale_file(src, opts(tmp_path, "net.mp4", scale=2, model="test-net"),
+                          lambda s: engine.ModelUpscaler(net, device="cpu", precision="fp32"))
+    assert result.frames == 12 and frame_times(tmp_path / "net.mp4") == frame_times(src)

@@ -29,6 +29,10 @@ INSTALL_HINT = (
 _DISK_FULL = ("No space left on device", "Disk quota exceeded")
 
 
+class FFmpegCrash(FFmpegError):
+    """FFmpeg died from a signal (a bug or a broken build), as opposed to refusing its input."""
+
+
 @dataclass(frozen=True)
 class FFmpegTools:
     """Absolute paths of the ffmpeg and ffprobe executables, and ffmpeg's major version."""
@@ -132,6 +136,9 @@ def raise_for_failure(what: str, stderr: str, returncode: int | None) -> None:
     stderr_tail = tail(stderr)
     if any(marker in stderr for marker in _DISK_FULL):
         raise OutputError(f"{what}: no space left on device")
+    if returncode is not None and returncode < 0:
+        raise FFmpegCrash(f"{what}: FFmpeg crashed (signal {-returncode}); try another FFmpeg build "
+                          "via $MSTGAN_FFMPEG", stderr_tail)
     last = stderr_tail.splitlines()[-1] if stderr_tail else f"exit status {returncode}"
     raise FFmpegError(f"{what} failed: {last}", stderr_tail)
 

@@ -178,7 +178,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     args = [tools.ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
             "-show_format", "-show_streams", "-show_chapters", ffmpeg_input(p)]
     try:
-        out = ffmpeg.run(args, "ffprobe", timeout=120).stdout
+        out = ffmpeg.run(args, f"ffprobe {p.name}", timeout=120).stdout
+    except ffmpeg.FFmpegCrash:
+        raise
     except FFmpegError as exc:
         reason = exc.stderr_tail.splitlines()[-1] if exc.stderr_tail else str(exc)
         reason = reason.split(": ", 1)[-1] if reason.startswith("file:") else reason
