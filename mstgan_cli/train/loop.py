@@ -52,6 +52,11 @@ class TrainConfig:
     w_warp: float = 0.05         # photometric loss of the flows
     w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
     w_perceptual: float = 0.0
+    w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
+    w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
+    w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame
+    noise: float = 0.1           # stage 2: instance noise std on D's inputs at the start...
+    noise_steps: int = 5000      # ...annealed linearly to zero over this many steps
     init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
     threads: int = 0             # CPU threads (0: torch default)
     max_minutes: float = 0.0     # stop (after saving) when this much wall time has passed
@@ -110,8 +115,15 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 
 
 @torch.no_grad()
-def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.device) -> dict:
-    """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip."""
+def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.device,
+             lpips: bool = False) -> dict:
+    """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip, and
+    LPIPS (AlexNet) when asked."""
+    lp = None
+    if lpips:
+        from ..metrics import load_lpips
+        lp = load_lpips().to(device)
+    lps = []
     model.eval()
     s, t = model.config.scale, model.config.window
     res: dict = {}
@@ -125,6 +137,8 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
             out = model(x)[..., : h * s, : w * s].clamp(0, 1).cpu()
             ref = hr[i][None]
             po.append(_psnr_y(out, ref, s))
+            if lp is not None:
+                lps.append(float(lp(out.to(device), ref.to(device)).mean()))
             up = F.interpolate(lr[i][None], scale_factor=s, mode="bicubic", align_corners=False)
             pb.append(_psnr_y(up.clamp(0, 1), ref, s))
         res[f"psnr_{name}"] = float(np.mean(po))
@@ -133,6 +147,8 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
         bic += pb
     res["psnr_y"] = float(np.mean(ours))
     res["gain"] = float(np.mean(ours) - np.mean(bic))
+    if lps:
+        res["lpips"] = float(np.mean(lps))
     model.train()
     return res
 
@@ -147,6 +163,55 @@ class _StopFlag:
         self.stop = True
 
 
+class FidelityStage:
+    """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual), with flow regularisation."""
+
+    extra_frames = 0  # frames the sampler must draw beyond the window
+
+    def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
+        self.model, self.cfg = model, cfg
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.perceptual = perceptual_loss(device) if cfg.w_perceptual > 0 else None
+
+    def set_lr(self, lr: float) -> None:
+        for gr in self.opt.param_groups:
+            gr["lr"] = lr
+
+    def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """lr (B, T, 3, h, w), hr (B, 3, sh, sw) centre frame -> (loss, parts, sr)."""
+        cfg = self.cfg
+        sr, flows = self.model.forward_with_flows(lr)
+        l_pix = charbonnier(sr, hr)
+        l_warp, l_smooth = flow_losses(lr, flows)
+        loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
+        parts = {"pix": l_pix.item(), "warp": l_warp.item(), "smooth": l_smooth.item()}
+        if self.perceptual is not None:
+            l_per = self.perceptual(sr, hr)
+            loss = loss + cfg.w_perceptual * l_per
+            parts["perceptual"] = l_per.item()
+        return loss, parts, sr
+
+    def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw)."""
+        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return parts
+
+    def state_dict(self) -> dict:
+        return {"opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["opt"])
+
+    @staticmethod
+    def score(v: dict) -> float:
+        """Higher is better: validation PSNR-Y."""
+        return v["psnr_y"]
+
+
 def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Path:
     """Run (or resume) a training run; returns the run directory. Stops cleanly on SIGINT/SIGTERM,
     at cfg.steps, or after cfg.max_minutes, always leaving a resumable last.pt."""
@@ -158,27 +223,32 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     torch.manual_seed(cfg.seed)
     gcfg = GeneratorConfig(scale=cfg.scale, window=cfg.window, **cfg.generator)
     model = MSTGANGenerator(gcfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    sampler = WindowSampler(Sources.load(Path(cfg.data), Path(cfg.cache)), cfg.scale, cfg.window, cfg.patch, cfg.seed)
+    if cfg.stage == 1:
+        stage = FidelityStage(model, cfg, device)
+    else:
+        from .adversarial import AdversarialStage
+        stage = AdversarialStage(model, cfg, device)
+    sampler = WindowSampler(Sources.load(Path(cfg.data), Path(cfg.cache)), cfg.scale,
+                            cfg.window + stage.extra_frames, cfg.patch, cfg.seed)
     val_clips = load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache))
-    perceptual = _perceptual(device) if cfg.w_perceptual > 0 else None
     step, best = 0, None
     last = out / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        stage.load_state_dict(ck)
         sampler.load_state(ck["sampler"])
         torch.set_rng_state(ck["torch_rng"])
         step, best = ck["step"], ck.get("best")
         log.info("resumed %s at step %d", last, step)
     elif cfg.init:
         ck = torch.load(cfg.init, map_location=device, weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+        sd = ck["state_dict"] if "state_dict" in ck else ck["model"]
+        model.load_state_dict({k: v.float() for k, v in sd.items()})
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     def save(path: Path) -> None:
-        atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state(),
+        atomic_save({"model": model.state_dict(), **stage.state_dict(), "sampler": sampler.state(),
                      "torch_rng": torch.get_rng_state(), "step": step, "best": best,
                      "config": gcfg.to_dict(), "train_config": asdict(cfg)}, path)
 
@@ -189,30 +259,14 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
             on_log(rec)
 
     stop = _StopFlag()
-    t0 = time.time()
-    last_save = time.time()
-    tick, tick_step, acc = time.time(), step, {}
-    c = cfg.window // 2
+    t0 = last_save = tick = time.time()
+    tick_step, acc = step, {}
     model.train()
     while step < cfg.steps and not stop.stop:
         lr_now = lr_at(step, cfg)
-        for gr in opt.param_groups:
-            gr["lr"] = lr_now
+        stage.set_lr(lr_now)
         lr, hr = sampler.batch(cfg.batch)
-        lr, hr = lr.to(device, non_blocking=True), hr[:, c].to(device, non_blocking=True)
-        sr, flows = model.forward_with_flows(lr)
-        l_pix = charbonnier(sr, hr)
-        l_warp, l_smooth = flow_losses(lr, flows)
-        loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
-        parts = {"pix": l_pix.item(), "warp": l_warp.item(), "smooth": l_smooth.item()}
-        if perceptual is not None:
-            l_per = perceptual(sr, hr)
-            loss = loss + cfg.w_perceptual * l_per
-            parts["perceptual"] = l_per.item()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        parts = stage.step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
         step += 1
         for k, v in parts.items():
             acc[k] = acc.get(k, 0.0) + v
@@ -222,8 +276,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                   **{k: v / (step - tick_step) for k, v in acc.items()}})
             tick, tick_step, acc = now, step, {}
         if step % cfg.val_every == 0 or step == cfg.steps:
-            v = validate(model, val_clips, cfg.val_frames, device)
-            score = v["psnr_y"]
+            v = validate(model, val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+            score = stage.score(v)
             is_best = best is None or score > best
             if is_best:
                 best = score
@@ -238,11 +292,11 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         if cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60:
             break
     save(last)
-    log.info("stopped at step %d (best val PSNR-Y %s)", step, best)
+    log.info("stopped at step %d (best validation score %s)", step, best)
     return out
 
 
-def _perceptual(device: torch.device):
+def perceptual_loss(device: torch.device):
     """VGG16 feature loss (L1 between relu feature maps), frozen ImageNet weights."""
     from ..model.vgg import load_vgg_features
 

@@ -1,0 +1,103 @@
+"""Stage 2: adversarial training with the spatio-temporal discriminator.
+
+Loss of the generator = pixel (Charbonnier) + perceptual (VGG) + temporal + Ping-Pong
++ flow regularisation + adversarial (hinge). Each sample is a run of T+2 frames, so the
+generator produces three consecutive output frames (the triplet the discriminator judges).
+
+- temporal loss: the change between consecutive outputs must match the change between the
+  ground-truth frames, |(y_t - y_t-1) - (x_t - x_t-1)|;
+- Ping-Pong loss: the window played backwards must give the same centre frame (L2);
+- instance noise on the discriminator's inputs, annealed to zero, against collapse.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..model.discriminator import SpatioTemporalDiscriminator, upscale_flow
+from ..model.generator import MSTGANGenerator
+from .loop import FidelityStage, TrainConfig, charbonnier, flow_losses
+
+
+class AdversarialStage(FidelityStage):
+    extra_frames = 2
+
+    def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(model, cfg, device)
+        self.disc = SpatioTemporalDiscriminator().to(device)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
+        self.steps_done = 0
+
+    def set_lr(self, lr: float) -> None:
+        super().set_lr(lr)
+        for gr in self.opt_d.param_groups:
+            gr["lr"] = lr
+
+    def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        cfg, g = self.cfg, self.model
+        b, n = lr.shape[:2]
+        t = n - 2
+        s = g.config.scale
+        # three overlapping windows -> three consecutive outputs (centres 1 .. 3 of the run)
+        wins = torch.cat([lr[:, k:k + t] for k in range(3)])             # (3B, T, 3, h, w)
+        sr, flows = g.forward_with_flows(wins)                            # (3B, 3, sh, sw)
+        sr3 = sr.view(3, b, *sr.shape[1:]).transpose(0, 1)                # (B, 3, 3, sh, sw)
+        c = n // 2
+        hr3 = hr[:, c - 1:c + 2]
+        lr3 = lr[:, c - 1:c + 2]
+        lr_up3 = F.interpolate(lr3.flatten(0, 1), scale_factor=float(s), mode="bicubic",
+                               align_corners=False).view_as(hr3)
+        # flows of the middle window, from its centre to the previous and the next frame
+        mid = slice(b, 2 * b)
+        fl = torch.stack([upscale_flow(flows[t // 2 - 1][mid], s), upscale_flow(flows[t // 2 + 1][mid], s)], 1)
+        fl = fl.detach()
+
+        l_pix = charbonnier(sr3, hr3)
+        l_temp = ((sr3[:, 1:] - sr3[:, :-1]) - (hr3[:, 1:] - hr3[:, :-1])).abs().mean()
+        sr_rev = g(lr[:, 1:1 + t].flip(1))
+        l_pp = F.mse_loss(sr_rev, sr3[:, 1])
+        l_warp, l_smooth = flow_losses(wins, flows)
+        noise = cfg.noise * max(0.0, 1.0 - self.steps_done / max(1, cfg.noise_steps))
+        self.disc.requires_grad_(False)
+        l_adv = -self.disc(sr3, lr_up3, fl, noise).mean()
+        loss = (l_pix + cfg.w_temporal * l_temp + cfg.w_pingpong * l_pp + cfg.w_warp * l_warp
+                + cfg.w_smooth * l_smooth + cfg.w_adv * l_adv)
+        parts = {"pix": l_pix.item(), "temporal": l_temp.item(), "pingpong": l_pp.item(),
+                 "warp": l_warp.item(), "smooth": l_smooth.item(), "adv": l_adv.item()}
+        if self.perceptual is not None:
+            l_per = self.perceptual(sr3.flatten(0, 1), hr3.flatten(0, 1))
+            loss = loss + cfg.w_perceptual * l_per
+            parts["perceptual"] = l_per.item()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(g.parameters(), 1.0)
+        self.opt.step()
+
+        # discriminator: hinge loss on real vs generated triplets
+        self.disc.requires_grad_(True)
+        d_real = self.disc(hr3, lr_up3, fl, noise)
+        d_fake = self.disc(sr3.detach(), lr_up3, fl, noise)
+        l_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        l_d.backward()
+        self.opt_d.step()
+        self.steps_done += 1
+        parts.update(d=l_d.item(), d_real=d_real.mean().item(), d_fake=d_fake.mean().item())
+        return parts
+
+    def state_dict(self) -> dict:
+        return {"opt": self.opt.state_dict(), "disc": self.disc.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "stage2_steps": self.steps_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["opt"])
+        if "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.steps_done = state.get("stage2_steps", 0)
+
+    @staticmethod
+    def score(v: dict) -> float:
+        """Higher is better: minus LPIPS, heavily penalised when any clip falls below bicubic."""
+        worse = any(val < 0 for k, val in v.items() if k.startswith("gain_"))
+        return -v["lpips"] - (10.0 if worse else 0.0)
