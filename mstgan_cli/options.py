@@ -64,7 +64,7 @@ class Target:
             return cls(int(m.group(1)), int(m.group(2)), f"{m.group(1)}x{m.group(2)}", False)
         raise ValueError(f"unknown target {text!r}; use 720p, 1080p, 1440p, 2160p, 4k, 8k or WxH")
 
-    def fit(self, width: int, height: int) -> tuple[int, int] | None:
+    def fit(self, width: float, height: float) -> tuple[int, int] | None:
         """Largest even (W, H) with the aspect of ``width x height`` inside the target box, or
         None when the video already reaches the box (nothing to upscale)."""
         tw, th = self.width, self.height
@@ -73,7 +73,7 @@ class Target:
         s = min(tw / width, th / height)
         if s <= 1.0:
             return None
-        return min(_even(width * s), tw - tw % 2 or tw), min(_even(height * s), th - th % 2 or th)
+        return min(_even(width * s), tw - tw % 2), min(_even(height * s), th - th % 2)
 
 
 DEFAULT_TARGET = Target(3840, 2160, "2160p")

@@ -113,7 +113,7 @@ def plan_size(info: MediaInfo, options: UpscaleOptions) -> SizePlan | None:
         return SizePlan((up_w * s, up_h * s), s, float(s), info.video.upright_sar)
     target = options.effective_target
     assert target is not None
-    size = target.fit(*info.video.display_size)
+    size = target.fit(float(up_w * info.video.upright_sar), up_h)  # exact display aspect
     if size is None:
         return None
     needed = max(size[0] / up_w, size[1] / up_h)
