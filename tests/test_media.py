@@ -154,3 +154,9 @@ def test_commands_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG", logger="mstgan_cli")
     ff.run([ff.find_ffmpeg().ffmpeg, "-hide_banner", "-version"], "version")
     assert any(r.levelname == "DEBUG" and "-version" in r.getMessage() for r in caplog.records)
+
+
+def test_error_summary_skips_ffmpeg_epilogues() -> None:
+    stderr = ("[mp4 @ 0x1a2b] [error] Could not find tag for codec pcm_s16le in stream #1\n"
+              "[aost#0:1/copy @ 0x1bc5] [error] Error initializing output stream: \nConversion failed!\n")
+    assert ff.summary(stderr) == "Could not find tag for codec pcm_s16le in stream #1"

@@ -226,3 +226,19 @@ def test_real_generator_runs_through_the_pipeline(clip, tmp_path: Path) -> None:
     result = upscale_file(src, opts(tmp_path, "net.mp4", scale=2, model="test-net"),
                           lambda s: engine.ModelUpscaler(net, device="cpu", precision="fp32"))
     assert result.frames == 12 and frame_times(tmp_path / "net.mp4") == frame_times(src)
+
+
+def test_changing_container_converts_or_drops_what_it_refuses(clip, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="mstgan_cli")
+    upscale_file(clip("mkv_rich"), opts(tmp_path, "as.mp4", scale=2), bicubic)
+    kinds = {(s["codec_type"], s["codec_name"]) for s in streams(tmp_path / "as.mp4")}
+    assert ("subtitle", "mov_text") in kinds and ("audio", "vorbis") in kinds
+    assert "left out 1 stream(s): #3 attachment" in caplog.text
+
+
+def test_lanczos_baseline_and_awkward_file_names(clip, tmp_path: Path) -> None:
+    src = tmp_path / "-odd näme: 1.mp4"
+    src.write_bytes(clip("mp4").read_bytes())
+    result = upscale_file(src, UpscaleOptions(model="lanczos", scale=2, encode=FAST))
+    assert result.output == tmp_path / "-odd näme: 1_x2.mp4" and result.model_scale == 1
+    assert video_stream(result.output)["width"] == 128

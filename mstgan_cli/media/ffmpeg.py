@@ -131,6 +131,21 @@ def tail(text: str, lines: int = 12) -> str:
     return "\n".join(kept[-lines:])
 
 
+_GENERIC = re.compile(r"^(Conversion failed!?|Error initializing output stream.*|Exiting normally.*|"
+                      r"Error (opening|while) (output|input|filters|closing).*|"
+                      r"Error marking filters as finished|Nothing was written.*)$", re.IGNORECASE)
+_PREFIX = re.compile(r"^(\[[^\]]*@ 0x[0-9a-f]+\]\s*|\[(error|fatal|warning|info)\]\s*)+")
+
+
+def summary(stderr_tail: str) -> str:
+    """The most telling line of FFmpeg's stderr: the last one that is not a generic epilogue,
+    without the ``[muxer @ 0x...]`` prefix."""
+    lines = [_PREFIX.sub("", ln).strip() for ln in stderr_tail.splitlines()]
+    lines = [ln.rstrip(": ") for ln in lines if ln]
+    meaningful = [ln for ln in lines if not _GENERIC.match(ln)]
+    return (meaningful or lines or [""])[-1]
+
+
 def raise_for_failure(what: str, stderr: str, returncode: int | None) -> None:
     """Raise the typed error for a failed FFmpeg run: OutputError on a full disk, else FFmpegError."""
     stderr_tail = tail(stderr)
@@ -139,8 +154,8 @@ def raise_for_failure(what: str, stderr: str, returncode: int | None) -> None:
     if returncode is not None and returncode < 0:
         raise FFmpegCrash(f"{what}: FFmpeg crashed (signal {-returncode}); try another FFmpeg build "
                           "via $MSTGAN_FFMPEG", stderr_tail)
-    last = stderr_tail.splitlines()[-1] if stderr_tail else f"exit status {returncode}"
-    raise FFmpegError(f"{what} failed: {last}", stderr_tail)
+    raise FFmpegError(f"{what} failed: {summary(stderr_tail) or f'exit status {returncode}'}",
+                      stderr_tail)
 
 
 def run(args: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:

@@ -182,7 +182,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     except ffmpeg.FFmpegCrash:
         raise
     except FFmpegError as exc:
-        reason = exc.stderr_tail.splitlines()[-1] if exc.stderr_tail else str(exc)
+        reason = ffmpeg.summary(exc.stderr_tail) or str(exc)
         reason = reason.split(": ", 1)[-1] if reason.startswith("file:") else reason
         raise InputError(f"not a video FFmpeg can read: {p} ({reason})") from exc
     data = json.loads(out or "{}")

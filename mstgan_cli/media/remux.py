@@ -29,21 +29,35 @@ def _is_stale(tag: str) -> bool:
     return re.sub(r"-[a-z]{3}$", "", tag).upper() in _STALE_VIDEO_TAGS
 
 
-def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, keep_data: bool = True) -> list[str]:
-    """FFmpeg arguments that mux ``video_file``'s video with the rest of ``info``'s source."""
+# Text subtitle codec each container takes, for when a copy is refused (e.g. srt -> .mp4).
+_TEXT_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "srt",
+                   ".webm": "webvtt"}
+_TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
+
+
+def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset[str] = frozenset(),
+               convert_subtitles: bool = False) -> list[str]:
+    """FFmpeg arguments that mux ``video_file``'s video with the rest of ``info``'s source.
+    ``drop``: stream kinds to leave out; ``convert_subtitles``: re-encode text subtitles to the
+    container's own text format instead of copying them."""
     tools = ffmpeg.find_ffmpeg()
     args = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts",
             "-i", ffmpeg_input(video_file), "-i", ffmpeg_input(info.path)]
     out_index = 0
     video_out = 0
+    codecs: list[str] = []
     for stream in info.streams:
         if stream.index == info.video.index:
             args += ["-map", "0:0"]
             video_out = out_index
-        elif stream.kind == "data" and not keep_data:
+        elif stream.kind in drop:
             continue
         else:
             args += ["-map", f"1:{stream.index}"]
+            text_sub = stream.kind == "subtitle" and stream.codec in _TEXT_SUBTITLE_CODECS
+            target = _TEXT_SUBTITLES.get(dest.suffix.lower())
+            if convert_subtitles and text_sub and target:
+                codecs += [f"-c:{out_index}", target]
         args += [f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"]
         out_index += 1
     for tag in _video_tags(info):
@@ -51,7 +65,7 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, keep_data: bool
             args += [f"-metadata:s:{video_out}", f"{tag}="]
     flags = [d for d in _DISPOSITIONS if _video_disposition(info).get(d)]
     args += [f"-disposition:{video_out}", "+".join(flags) or "0"]
-    args += ["-map_metadata", "1", "-map_chapters", "1", "-c", "copy",
+    args += ["-map_metadata", "1", "-map_chapters", "1", "-c", "copy", *codecs,
              "-max_muxing_queue_size", "4096"]
     if dest.suffix.lower() in (".mp4", ".m4v", ".mov"):
         args += ["-movflags", "+faststart"]
@@ -69,15 +83,33 @@ def _video_disposition(info: MediaInfo) -> dict[str, int]:
 
 def remux(video_file: Path, info: MediaInfo, dest: Path) -> None:
     """Write ``dest``: the video of ``video_file`` + all other streams, chapters and metadata of
-    the source, stream-copied. If the container refuses the source's data streams (e.g. a
-    timecode track), retries without them and logs a warning. Raises FFmpegError/OutputError."""
-    try:
-        ffmpeg.run(remux_args(video_file, info, dest), "muxing the output")
+    the source, stream-copied. If the output container refuses some of them (a timecode track,
+    an attachment, srt into .mp4 when the container changed), retries with text subtitles
+    converted and data/attachments left out, then without subtitles, warning about each loss.
+    Raises FFmpegError/OutputError when even the video and audio cannot be muxed."""
+    attempts: list[tuple[frozenset[str], bool]] = [
+        (frozenset(), False),
+        (frozenset({"data", "attachment"}), True),
+        (frozenset({"data", "attachment", "subtitle"}), False)]
+    first_error: FFmpegError | None = None
+    for drop, convert in attempts:
+        lost = [s for s in info.other_streams if s.kind in drop]
+        if first_error is not None and not lost and not convert:
+            continue
+        try:
+            ffmpeg.run(remux_args(video_file, info, dest, drop=drop, convert_subtitles=convert),
+                       "muxing the output")
+        except FFmpegError as exc:
+            first_error = first_error or exc
+            continue
+        if first_error is not None:
+            log.warning("the %s container refused some streams as they were (%s)", dest.suffix,
+                        ffmpeg.summary(first_error.stderr_tail))
+            if lost:
+                log.warning("left out %d stream(s): %s", len(lost),
+                            ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in lost))
+            if convert:
+                log.warning("text subtitles were converted to %s", _TEXT_SUBTITLES.get(dest.suffix.lower()))
         return
-    except FFmpegError:
-        data = [s for s in info.other_streams if s.kind == "data"]
-        if not data:
-            raise
-    log.warning("the output container refused %d data stream(s) (%s); writing without them",
-                len(data), ", ".join(s.codec for s in data))
-    ffmpeg.run(remux_args(video_file, info, dest, keep_data=False), "muxing the output")
+    assert first_error is not None
+    raise first_error
