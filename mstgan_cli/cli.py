@@ -51,6 +51,8 @@ UPSCALE_EPILOG = (
     "  [cyan]mstgan upscale in.mkv --scale 4 --lossless[/cyan]\n"
     "    → exactly 4x, FFV1 in in_x4.mkv\n\n"
     "  [cyan]mstgan upscale in.mp4 --codec hevc --crf 20 --preset slow --pix-fmt yuv420p10le[/cyan]\n\n"
+    "  [cyan]mstgan upscale in.mp4 --target 1080p -o - | ffplay -[/cyan]\n"
+    "    → stream the result (Matroska) into another program\n\n"
     "  [cyan]mstgan upscale in.mp4 --model lanczos --target 2560x1080[/cyan]\n"
     "    → classic Lanczos resize, no network (also: bicubic, bilinear, nearest)\n\n"
     "  [cyan]mstgan upscale in.mp4 --device cuda:1 --precision fp16 --batch 4 --tile 256[/cyan]\n\n"
@@ -142,7 +144,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 @app.command(epilog=UPSCALE_EPILOG, no_args_is_help=True)
 def upscale(
     input: Annotated[Path, typer.Argument(help="Video file to upscale.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container). [cyan]-[/cyan] writes Matroska to stdout.", show_default=False)] = None,
     scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=_check_choice((2, 4)), rich_help_panel="Size")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
@@ -189,7 +191,8 @@ def upscale(
         return
     if not quiet:
         w, h = result.size or (0, 0)
-        stderr.print(f"wrote [bold]{escape(str(result.output))}[/bold]: {result.frames} frames, "
+        where = "stdout" if str(result.output) == "-" else str(result.output)
+        stderr.print(f"wrote [bold]{escape(where)}[/bold]: {result.frames} frames, "
                      f"{w}x{h}, in {result.seconds:.1f}s", highlight=False, soft_wrap=True)
 
 

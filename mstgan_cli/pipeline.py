@@ -12,6 +12,8 @@ import logging
 import os
 import queue
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -25,11 +27,11 @@ import torch
 from .errors import InputError, ModelError, MstganError, OutputError
 from .media.probe import MediaInfo, count_packets, probe
 from .media.decode import VideoDecoder
-from .media.encode import VideoEncoder, plan_encoder
+from .media.encode import EncoderPlan, VideoEncoder, plan_encoder
 from .media.remux import remux
 from .options import UpscaleOptions
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
-                   frame_budget, output_colour, plan_size, upscaler_factory)
+                   frame_budget, is_stdout, output_colour, plan_size, upscaler_factory)
 from .runtime.upscaler import FrameUpscaler
 
 log = logging.getLogger("mstgan_cli")
@@ -122,12 +124,19 @@ class _Run:
     """One upscale in flight: owns the threads, queues and temporary files."""
 
     def __init__(self, info: MediaInfo, options: UpscaleOptions, output: Path,
-                 size: SizePlan, progress: ProgressCallback | None) -> None:
+                 size: SizePlan, enc_plan: EncoderPlan, progress: ProgressCallback | None) -> None:
         self.info, self.options, self.output, self.size = info, options, output, size
+        self.enc_plan = enc_plan
         self.progress = progress
         token = f"mstgan-{os.getpid()}-{secrets.token_hex(3)}"
-        self.video_tmp = output.with_name(f".{output.stem}.{token}.video{output.suffix}")
-        self.part_tmp = output.with_name(f".{output.stem}.{token}.part{output.suffix}")
+        self.tmpdir: Path | None = None
+        if is_stdout(output):  # nothing is written beside a pipe; the video waits in a temp folder
+            self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{token}-"))
+            self.video_tmp = self.tmpdir / "video.mkv"
+            self.part_tmp = self.tmpdir / "unused.mkv"
+        else:
+            self.video_tmp = output.with_name(f".{output.stem}.{token}.video{output.suffix}")
+            self.part_tmp = output.with_name(f".{output.stem}.{token}.part{output.suffix}")
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.encoder: VideoEncoder | None = None
@@ -151,6 +160,8 @@ class _Run:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 log.warning("could not remove temporary file %s: %s", path, exc)
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def report(self, stage: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -190,7 +201,7 @@ class _Run:
     def _open_encoder(self, decoder: VideoDecoder, src_size: tuple[int, int]) -> VideoEncoder:
         v = self.info.video
         colour = output_colour(v.colour, self.size.size[1])
-        plan = plan_encoder(self.options.encode, self.output.suffix, v.bit_depth > 8)
+        plan = self.enc_plan
         log.info("encoding %dx%d %s %s (%s, %s range)", *self.size.size, plan.codec, plan.pix_fmt,
                  colour.matrix, colour.range)
         return VideoEncoder(self.video_tmp, plan, size=self.size.size, src_size=src_size,
@@ -290,12 +301,13 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
                                                 f"{options.size_label} target; nothing to do")
     output = options.output or default_output(src, options)
     check_output(src, output, options.overwrite)
-    plan_encoder(options.encode, output.suffix, info.video.bit_depth > 8)  # fail early on bad choices
+    suffix = ".mkv" if is_stdout(output) else output.suffix
+    enc_plan = plan_encoder(options.encode, suffix, info.video.bit_depth > 8)  # fails early
     upscaler = (factory or upscaler_factory(options))(size.requested_scale)
     check_model_scale(size, upscaler, options)
     log.info("%s: %dx%d -> %dx%d, model x%d", src.name, *info.video.display_size, *size.size,
              upscaler.scale)
-    run = _Run(info, options, output, size, progress)
+    run = _Run(info, options, output, size, enc_plan, progress)
     run.reserve()
     try:
         decoder = VideoDecoder(info, info.video.colour.resolved(info.video.height))
@@ -308,8 +320,11 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
             log.warning("%d frames had non-increasing timestamps and were moved one tick later",
                         run.encoder.nudged)
         run.report("muxing", force=True)
-        remux(run.video_tmp, info, run.part_tmp)
-        os.replace(run.part_tmp, output)
+        if is_stdout(output):
+            remux(run.video_tmp, info, output)
+        else:
+            remux(run.video_tmp, info, run.part_tmp)
+            os.replace(run.part_tmp, output)
     finally:
         run.cleanup()
     return UpscaleResult(src, output, decoder.frames, bad, size.size, int(upscaler.scale),

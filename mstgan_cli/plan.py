@@ -141,8 +141,16 @@ def default_output(input_path: Path, options: UpscaleOptions) -> Path:
     return input_path.with_name(f"{input_path.stem}_{options.size_label}{suffix}")
 
 
+def is_stdout(output: Path) -> bool:
+    """``-o -``: the muxed video goes to stdout (as Matroska)."""
+    return str(output) == "-"
+
+
 def check_output(input_path: Path, output: Path, overwrite: bool) -> None:
-    """Refuse an output that is the input, exists (without overwrite), or cannot be written."""
+    """Refuse an output that is the input, exists (without overwrite), or cannot be written.
+    ``-`` (stdout) is always fine."""
+    if is_stdout(output):
+        return
     if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
         raise OutputError(f"the output would overwrite the input: {output}")
     if output.is_dir():

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mstgan_cli import __version__, cli
 
-from conftest import leftovers, video_stream
+from conftest import frame_times, leftovers, video_stream
 
 runner = CliRunner()
 
@@ -123,3 +123,18 @@ def test_real_signal_mid_run_leaves_nothing(clip, tmp_path: Path, sig, code) -> 
     assert proc.returncode == code, err.decode()
     assert "interrupted" in err.decode() and "Traceback" not in err.decode()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_to_stdout_is_only_video(clip, tmp_path: Path) -> None:
+    src = clip("mp4")
+    cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "-o", "-", "--scale", "2",
+           "--model", "bicubic", "--preset", "ultrafast"]
+    proc = subprocess.run(cmd, capture_output=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (Matroska) header, nothing before it
+    out = tmp_path / "piped.mkv"
+    out.write_bytes(proc.stdout)
+    assert video_stream(out)["width"] == 128
+    # Matroska cannot hold the AAC priming's negative start, so FFmpeg shifts every stream alike
+    got, want = frame_times(out), frame_times(src)
+    assert [round(t - got[0], 3) for t in got] == [round(t - want[0], 3) for t in want]

@@ -158,14 +158,17 @@ def raise_for_failure(what: str, stderr: str, returncode: int | None) -> None:
                       stderr_tail)
 
 
-def run(args: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an FFmpeg/ffprobe argument list to completion; stdout and stderr captured as text.
+def run(args: list[str], what: str, timeout: float | None = None,
+        pass_stdout: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run an FFmpeg/ffprobe argument list to completion; stdout and stderr captured as text
+    (``pass_stdout``: FFmpeg writes straight to our stdout, e.g. a muxed video for a pipe).
 
     Raises FFmpegError (with the stderr tail) on a non-zero exit, OutputError if the disk filled up.
     """
     log.debug("running: %s", command_line(args))
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, errors="replace",
+        proc = subprocess.run(args, stdout=None if pass_stdout else subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, errors="replace",
                               timeout=timeout, check=False, stdin=subprocess.DEVNULL,
                               start_new_session=True)
     except FileNotFoundError as exc:

@@ -67,6 +67,9 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
     args += [f"-disposition:{video_out}", "+".join(flags) or "0"]
     args += ["-map_metadata", "1", "-map_chapters", "1", "-c", "copy", *codecs,
              "-max_muxing_queue_size", "4096"]
+    if str(dest) == "-":  # a stream for a pipe: Matroska holds anything and needs no seeking
+        args += ["-f", "matroska", "pipe:1"]
+        return args
     if dest.suffix.lower() in (".mp4", ".m4v", ".mov"):
         args += ["-movflags", "+faststart"]
     args.append(ffmpeg_input(dest))
@@ -86,7 +89,11 @@ def remux(video_file: Path, info: MediaInfo, dest: Path) -> None:
     the source, stream-copied. If the output container refuses some of them (a timecode track,
     an attachment, srt into .mp4 when the container changed), retries with text subtitles
     converted and data/attachments left out, then without subtitles, warning about each loss.
+    ``dest`` ``-`` writes Matroska to stdout (one attempt: a pipe cannot be rewound).
     Raises FFmpegError/OutputError when even the video and audio cannot be muxed."""
+    if str(dest) == "-":
+        ffmpeg.run(remux_args(video_file, info, dest), "muxing to stdout", pass_stdout=True)
+        return
     attempts: list[tuple[frozenset[str], bool]] = [
         (frozenset(), False),
         (frozenset({"data", "attachment"}), True),
