@@ -7,8 +7,8 @@ The weights are the ImageNet VGG16 convolutions (torchvision's ``vgg16`` ``featu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -110,8 +110,6 @@ class VGGFeatures(nn.Module):
                 in_ch = int(v)
         self.features = nn.Sequential(*mods[: last + 1])
         self.normalize_input = normalize_input
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
 
     @property
@@ -122,7 +120,7 @@ class VGGFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         assert x.dim() == 4 and x.shape[1] == 3, f"expected (B, 3, H, W), got {tuple(x.shape)}"
         if self.normalize_input:
-            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+            x = (x - x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         out: list[torch.Tensor] = []
         want = set(self.taps)
         for i, layer in enumerate(self.features):
@@ -147,10 +145,11 @@ def load_vgg_features(
     backbone = ckpt["state_dict"].get("backbone")
     if backbone is None:
         raise ModelError(f"{path} has no VGG backbone weights")
-    net = VGGFeatures(layers, normalize_input=normalize_input)
+    with torch.device("meta"):  # no random init of weights that are overwritten anyway
+        net = VGGFeatures(layers, normalize_input=normalize_input)
     own = net.state_dict()
     missing = [k for k in own if k not in backbone]
     if missing:
         raise ModelError(f"{path} lacks {len(missing)} tensors for {layers[-1]} (e.g. {missing[0]})")
-    net.load_state_dict({k: backbone[k].float() for k in own})
+    net.load_state_dict({k: backbone[k].float() for k in own}, assign=True)
     return net.eval()
