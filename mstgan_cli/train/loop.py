@@ -242,9 +242,14 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         step, best = ck["step"], ck.get("best")
         log.info("resumed %s at step %d", last, step)
     elif cfg.init:
-        ck = torch.load(cfg.init, map_location=device, weights_only=True)
+        ck = torch.load(cfg.init, map_location=device, weights_only=False)
         sd = ck["state_dict"] if "state_dict" in ck else ck["model"]
-        model.load_state_dict({k: v.float() for k, v in sd.items()})
+        own = model.state_dict()
+        fits = {k: v.float() for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fits, strict=False)
+        # e.g. an x2 model started from x4 weights: everything but the upsampling layer carries over
+        log.info("initialised from %s: %d tensors, fresh: %s", cfg.init, len(fits),
+                 sorted(set(own) - set(fits)) or "none")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     def save(path: Path) -> None:
