@@ -75,18 +75,24 @@ class FlowNet(nn.Module):
 
 
 class LevelRefine(nn.Module):
-    """Refines a warped neighbour feature against the centre's feature at one pyramid level."""
+    """Correction of a warped neighbour feature against the centre's feature at one pyramid level."""
 
     def __init__(self, ch: int) -> None:
         super().__init__()
         self.body = nn.Sequential(DSConv(2 * ch, ch), act(), DSConv(ch, ch))
 
     def forward(self, centre: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        return warped + self.body(torch.cat([centre, warped], dim=1))
+        return self.body(torch.cat([centre, warped], dim=1))
 
 
 class MSFA(nn.Module):
     """Multi-scale feature alignment of one neighbour to the centre.
+
+    Every level warps the neighbour's features with the flow (scaled to that level). The coarse
+    levels (1/4, then 1/2) compare the warped features with the centre's and predict a correction,
+    refined coarse to fine: they catch what the flow got wrong on large structures. The full
+    level keeps the flow-warped fine detail and adds the upsampled correction, so the costly
+    full-resolution work is one bilinear warp.
 
     centre, neighbour: pyramids (tuples of (N, C, h/2**l, w/2**l)); flow: (N, 2, h, w) from the
     centre to the neighbour. Returns the aligned feature (N, C, h, w).
@@ -94,21 +100,20 @@ class MSFA(nn.Module):
 
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.refine = nn.ModuleList(LevelRefine(ch) for _ in range(PYRAMID_LEVELS))
-        self.merge = DSConv(ch, ch)
+        self.refine = nn.ModuleList(LevelRefine(ch) for _ in range(PYRAMID_LEVELS - 1))
 
     def forward(self, centre: tuple[torch.Tensor, ...], neighbour: tuple[torch.Tensor, ...],
                 flow: torch.Tensor) -> torch.Tensor:
         flows = [flow]
         for _ in range(PYRAMID_LEVELS - 1):
             flows.append(F.avg_pool2d(flows[-1], 2) * 0.5)
-        x = None
-        for lvl in range(PYRAMID_LEVELS - 1, -1, -1):
-            aligned = self.refine[lvl](centre[lvl], flow_warp(neighbour[lvl], flows[lvl]))
-            if x is not None:
-                aligned = aligned + F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = aligned
-        return self.merge(x)
+        corr = None
+        for lvl in range(PYRAMID_LEVELS - 1, 0, -1):
+            warped = flow_warp(neighbour[lvl], flows[lvl])
+            c = self.refine[lvl - 1](centre[lvl], warped + (corr if corr is not None else 0.0))
+            corr = c if corr is None else c + corr
+            corr = F.interpolate(corr, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return flow_warp(neighbour[0], flows[0]) + corr
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,10 @@ class GeneratorConfig:
     feat: int = 32          # per-frame feature channels
     trunk: int = 48         # channels of the reconstruction trunk
     enc_blocks: int = 2     # residual blocks in the per-frame encoder
-    trunk_blocks: int = 4   # residual blocks (full 3x3 convs) in the trunk
-    detail_blocks: int = 2  # depthwise-separable detail-enhancement blocks
+    trunk_blocks: int = 3   # residual blocks (full 3x3 convs) in the trunk
+    detail_blocks: int = 1  # depthwise-separable detail-enhancement blocks
     flow_levels: int = 4    # pyramid levels of the flow network
-    flow_ch: int = 24       # width of the flow network
+    flow_ch: int = 16       # width of the flow network
 
     @property
     def size_multiple(self) -> int:
@@ -154,7 +159,7 @@ class MSTGANGenerator(nn.Module):
         self.flownet = FlowNet(config.flow_levels, config.flow_ch)
         self.msfa = MSFA(c)
         # temporal aggregation
-        self.embed = DSConv(c, c)
+        self.embed = nn.Conv2d(c, c // 2, 1)
         self.fuse = nn.Conv2d(config.window * c, t, 1)
         # reconstruction
         self.trunk = nn.Sequential(*[ResBlock(t) for _ in range(config.trunk_blocks)])
