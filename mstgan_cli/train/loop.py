@@ -26,6 +26,7 @@ from ..model.blocks import flow_warp
 from ..model.checkpoint import atomic_save
 from ..model.generator import GeneratorConfig, MSTGANGenerator
 from .data import Sources, WindowSampler, load_val_clips
+from .plot import plot_curves
 
 log = logging.getLogger("mstgan_cli")
 
@@ -289,6 +290,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                 atomic_save({"config": gcfg.to_dict(), "state_dict": model.state_dict(), "step": step, "val": v},
                             out / "best.pt")
             emit({"step": step, "val": v, "best": is_best})
+            plot_curves(out)
             save(last)
             last_save = time.time()
         if time.time() - last_save > cfg.ckpt_minutes * 60:

@@ -1,0 +1,71 @@
+"""``mstgan train``: the staged training of the generator, resumable at any point."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import fail, say, setup_logging
+
+TRAIN_EPILOG = (
+    "[bold]Examples[/bold]\n\n"
+    "  [cyan]mstgan train --out runs/x4[/cyan]\n"
+    "    → stage 1 (fidelity): L1 + flow regularisation; re-run the same line to resume\n\n"
+    "  [cyan]mstgan train --out runs/x2 --scale 2 --init runs/x4/best.pt[/cyan]\n"
+    "    → an x2 model started from the x4 weights (all but the upsampler carry over)\n\n"
+    "  [cyan]mstgan train --out runs/x4-gan --stage 2 --init runs/x4/best.pt --perceptual 0.05[/cyan]\n"
+    "    → stage 2 (GAN): spatio-temporal discriminator, temporal + Ping-Pong losses\n\n"
+    "  [cyan]mstgan train --out runs/x4 --plot[/cyan]    redraw runs/x4/curves.png and stop\n\n"
+    "A run folder holds last.pt (resume state, written every few minutes and on Ctrl-C), best.pt "
+    "(best validation score: PSNR-Y in stage 1, LPIPS in stage 2), log.jsonl and curves.png. "
+    "Uses a CUDA GPU when there is one."
+)
+
+
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumed if it holds last.pt).")] = Path("runs/x4"),
+    data: Annotated[Path, typer.Option(help="Training data: videos/ and photos/ below it.")] = Path("../shared/data/train"),
+    val: Annotated[Path, typer.Option(help="Validation data: videos/ below it.")] = Path("../shared/data/val"),
+    scale: Annotated[int, typer.Option(help="Upscaling factor: 2 or 4.")] = 4,
+    window: Annotated[int, typer.Option(help="Frames per window (odd): 5 or 7.")] = 5,
+    stage: Annotated[int, typer.Option(help="1: fidelity (L1), 2: adversarial.")] = 1,
+    steps: Annotated[int, typer.Option(help="Length of the learning-rate schedule (steps).")] = 40_000,
+    batch: Annotated[int, typer.Option(help="Windows per step.")] = 16,
+    patch: Annotated[int, typer.Option(help="Low-resolution patch side (pixels).")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-4,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights (best.pt/last.pt of another run).")] = None,
+    perceptual: Annotated[float, typer.Option(help="Weight of the VGG16 perceptual loss.")] = 0.0,
+    generator: Annotated[str, typer.Option(help='Generator overrides as JSON, e.g. \'{"trunk": 64}\'.')] = "{}",
+    val_every: Annotated[int, typer.Option(help="Validate (and keep the best) every N steps.")] = 500,
+    max_minutes: Annotated[float, typer.Option(help="Stop cleanly after this many minutes (0: no limit).")] = 0.0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: PyTorch's default).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    plot: Annotated[bool, typer.Option("--plot", help="Only redraw the run's curves.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail.")] = 0,
+) -> None:
+    """Train the MST-GAN generator (stage 1: fidelity, stage 2: GAN); resumable."""
+    setup_logging(quiet, max(verbose, 1))
+    from ..train.plot import plot_curves
+
+    if plot:
+        png = plot_curves(out)
+        if png is None:
+            raise fail(f"nothing to plot in {out} (no log.jsonl, or matplotlib missing)", 2)
+        say(f"wrote {png}", quiet)
+        return
+    if scale not in (2, 4) or window not in (3, 5, 7) or stage not in (1, 2):
+        raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 1 or 2", 2)
+    for p in (data, val):
+        if not p.is_dir():
+            raise fail(f"data folder not found: {p}", 2)
+    from ..train.loop import TrainConfig, train
+
+    cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
+                      generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
+                      patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
+                      val_every=val_every, max_minutes=max_minutes, threads=threads, seed=seed)
+    run = train(cfg)
+    say(f"run saved in {run} (resume with the same command)", quiet)
