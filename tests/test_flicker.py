@@ -14,6 +14,15 @@ S = 4
 H, W = 144, 192
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: these tensors are tiny, and on a busy machine extra threads only wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def texture(h: int, w: int, seed: int) -> torch.Tensor:
     """(3, h, w) in [0, 1]: coloured 1/f noise (the spectrum of natural images), softened a
     little as a camera lens would."""

@@ -1,0 +1,65 @@
+"""Small helpers the measuring commands share: stderr console, logging, errors, list options."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+stderr = Console(stderr=True)
+log = logging.getLogger("mstgan_cli")
+T = TypeVar("T")
+
+EXIT_CODES = ("[bold]Exit codes[/bold]: 0 done, 1 some measurement failed (the rest is reported), "
+              "2 bad input (missing file, size or frame-count mismatch), 4 FFmpeg, 5 model, "
+              "6 device/precision/backend, 130 interrupted.")
+
+
+def setup_logging(quiet: bool, verbose: int) -> None:
+    """Warnings (or more with -v/-vv, only errors with -q) to stderr through rich."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False,
+                          rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers = [h for h in log.handlers if not isinstance(h, RichHandler)] + [handler]
+    log.setLevel(level)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print a one-line error on stderr; return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def say(message: str, quiet: bool = False) -> None:
+    """A plain message on stderr (no markup interpretation)."""
+    if not quiet:
+        stderr.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def split_list(value: str | None, convert: Callable[[str], T], what: str) -> list[T]:
+    """"a,b,c" -> [convert(a), ...]; BadParameter naming ``what`` on a bad item."""
+    if value is None:
+        return []
+    out = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(convert(part))
+        except ValueError as exc:
+            raise typer.BadParameter(f"{part!r} is not a valid {what}") from exc
+    return out
+
+
+def bar(enabled: bool) -> Progress:
+    """A progress bar on stderr (disabled when not wanted or not a terminal)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=stderr, disable=not (enabled and stderr.is_terminal),
+                    transient=True)
