@@ -223,6 +223,12 @@ def models(
     stdout.print(table)
 
 
+# The measuring commands (eval, bench, compare) live in mstgan_cli.commands, each with its help.
+from .commands import register as _register_measuring_commands  # noqa: E402
+
+_register_measuring_commands(app)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""
 
