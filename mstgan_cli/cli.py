@@ -228,6 +228,10 @@ from .commands import register as _register_measuring_commands  # noqa: E402
 
 _register_measuring_commands(app)
 
+from .commands.train import TRAIN_EPILOG, train_cmd  # noqa: E402
+
+app.command("train", epilog=TRAIN_EPILOG)(train_cmd)
+
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""

@@ -93,7 +93,7 @@ class Sources:
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
+    t = torch.from_numpy(np.array(a)).float().div_(255.0)  # copies out of the read-only cache
     return t.movedim(-1, -3)
 
 

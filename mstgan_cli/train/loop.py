@@ -61,6 +61,7 @@ class TrainConfig:
     init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
     threads: int = 0             # CPU threads (0: torch default)
     max_minutes: float = 0.0     # stop (after saving) when this much wall time has passed
+    until: int = 0               # stop (after saving) at this step (0: at `steps`)
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -268,7 +269,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     t0 = last_save = tick = time.time()
     tick_step, acc = step, {}
     model.train()
-    while step < cfg.steps and not stop.stop:
+    end = min(cfg.steps, cfg.until) if cfg.until else cfg.steps
+    while step < end and not stop.stop:
         lr_now = lr_at(step, cfg)
         stage.set_lr(lr_now)
         lr, hr = sampler.batch(cfg.batch)
@@ -281,7 +283,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
             emit({"step": step, "lr": lr_now, "it_s": (step - tick_step) / (now - tick),
                   **{k: v / (step - tick_step) for k, v in acc.items()}})
             tick, tick_step, acc = now, step, {}
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == end:
             v = validate(model, val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
             score = stage.score(v)
             is_best = best is None or score > best
