@@ -135,6 +135,7 @@ def test_flicker_command_with_and_without_input(clip, tmp_path: Path) -> None:
     assert d["reference"] == "self" and d["frames"] == 12 and d["verdict"] in ("stable", "slight flicker", "flickers")
     assert {"flicker", "output_warp_error", "reference_warp_error", "scenes", "cuts", "measured_pairs"} <= set(d)
     assert (tmp_path / "up_flicker.csv").exists() and (tmp_path / "up_flicker.json").exists()
+    assert (tmp_path / "up_flicker.png").exists() == bool(importlib.util.find_spec("matplotlib"))
 
 
 def test_json_is_strict() -> None:

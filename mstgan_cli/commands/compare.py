@@ -70,6 +70,7 @@ def compare_cmd(
                                  max_frames=max_frames, progress=lambda k: progress.update(task, completed=k))
             say(f"wrote {video}: {n} frames, left bicubic, right {ours}", quiet)
     except MstganError as exc:
-        raise fail(str(exc), exc.exit_code) from None
+        hint = "; pass --model a checkpoint, or see mstgan models" if model is None and exc.exit_code == 5 else ""
+        raise fail(f"{exc}{hint}", exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None

@@ -152,7 +152,7 @@ def _flicker(output: Path, input: Optional[Path], scale: Optional[int], max_fram
     from dataclasses import asdict
 
     from ..metrics.evaluate import evaluate_flicker
-    from ..metrics.report import fmt, plot_curves, write_csv, write_json
+    from ..metrics.report import fmt, plot_flicker, write_csv, write_json
 
     with bar(not quiet) as progress:
         task = progress.add_task("flicker", total=None)
@@ -163,9 +163,8 @@ def _flicker(output: Path, input: Optional[Path], scale: Optional[int], max_fram
     csv_path = write_csv(rows, base.with_suffix(".csv"))
     json_path = write_json(result.to_dict(with_pairs=False), base.with_suffix(".json"))
     png = base.with_suffix(".png")
-    keys = ["output", "reference"] + (["motion"] if result.mode == "input" else [])
-    plotted = plot_curves([{**r, "frame": r["frame"]} for r in rows], png, keys=keys,
-                          title=f"{output.name}: warping error (luma levels) per frame pair")
+    plotted = plot_flicker(rows, png, title=f"{output.name}: flicker {fmt(result.ratio, digits=3)} "
+                                            f"({result.verdict})")
     if not quiet:
         against = (f"bicubic of {input.name}" if input is not None
                    else f"bicubic re-upscale of the output downscaled x{result.scale} (give --input for a better baseline)")

@@ -108,6 +108,15 @@ def _segment(buf: deque, last_index: int, pick: int, radius: int) -> tuple[float
     return items[pick - lo][0], [f for _, f in items], pick - lo
 
 
+def _context(up: FrameUpscaler, radius: int) -> int:
+    """Neighbours each side a method looks at: its window's radius for our generator (when it
+    says), ``radius`` for unknown methods, 0 for plain resamplers."""
+    if isinstance(up, InterpolationUpscaler) or type(up).__name__ in ("LanczosUpscaler", "RealESRGANUpscaler"):
+        return 0
+    window = getattr(getattr(getattr(up, "model", None), "config", None), "window", None)
+    return min(radius, window // 2) if isinstance(window, int) else radius
+
+
 def _crop(frame: torch.Tensor, region: tuple[int, int, int, int] | None, scale: int) -> torch.Tensor:
     if region is None:
         return frame
@@ -151,8 +160,10 @@ def make_collage(input: str | os.PathLike[str], at: Sequence[float], output: str
     for _, segment, k in segments:
         row = []
         for up in ups.values():
-            outs = list(up.process(iter(segment)))
-            row.append(_crop(outs[k], region, scale))
+            r = _context(up, radius)  # single-frame methods need no neighbours
+            lo = max(0, k - r)
+            outs = list(up.process(iter(segment[lo:k + r + 1])))
+            row.append(_crop(outs[k - lo], region, scale))
         cells.append(row)
     ch, cw = cells[0][0].shape[-2:]
     width, height = collage_size(len(cells), len(ups), (cw, ch))

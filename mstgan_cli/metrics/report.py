@@ -142,9 +142,51 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     return True
 
 
+def plot_flicker(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], title: str = "") -> bool:
+    """Flicker per frame pair as a PNG: the output's and the reference's warping errors in one
+    panel (scene cuts as vertical lines), their ratio below, the motion deviation when measured.
+    ``pairs``: dicts with frame, output, reference, motion, cut. False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from .flicker import flicker_ratio
+
+    xs = [p["frame"] for p in pairs]
+    has_motion = any(_finite(p.get("motion")) for p in pairs)
+    n = 3 if has_motion else 2
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.9 * n + 0.6), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(xs, [p["output"] for p in pairs], lw=1.2, label="output")
+    ax.plot(xs, [p["reference"] for p in pairs], lw=1.2, label="bicubic reference")
+    ax.set_ylabel("warping error\n(luma levels)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ratios = [flicker_ratio(p["output"], p["reference"]) for p in pairs]
+    axes[1, 0].plot(xs, ratios, lw=1.2, color="tab:red")
+    axes[1, 0].axhline(1.0, color="grey", lw=0.8, ls="--")
+    axes[1, 0].set_ylabel("flicker ratio", fontsize=9)
+    if has_motion:
+        axes[2, 0].plot(xs, [p.get("motion") for p in pairs], lw=1.2, color="tab:green")
+        axes[2, 0].set_ylabel("motion deviation\n(px)", fontsize=9)
+    for a in axes[:, 0]:
+        a.grid(alpha=0.3)
+        for p in pairs:
+            if p.get("cut"):
+                a.axvline(p["frame"], color="black", lw=0.8, ls=":")
+    axes[-1, 0].set_xlabel("frame (pair: frame - 1, frame)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=100)
+    plt.close(fig)
+    return True
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 __all__ = ["HIGHER_IS_BETTER", "METRIC_LABELS", "dumps", "fmt", "jsonable", "markdown_table",
-           "metric_header", "plot_curves", "write_csv", "write_json"]
+           "metric_header", "plot_curves", "plot_flicker", "write_csv", "write_json"]
