@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError, MstganError
 from ..media.frames import read_frames, source_info
 from .flicker import FlickerMeter, FlickerResult, bicubic_resize, reference_pairs
-from .frame import SUMMARY_KEYS, FrameMetrics
+from .frame import FrameMetrics
 
 log = logging.getLogger("mstgan_cli")
 
