@@ -225,14 +225,15 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
                  methods: Sequence[MethodSpec] | Mapping[str, MethodSpec] | None = None,
                  max_frames: int | None = None,
                  progress: Callable[[ProtocolProgress], None] | None = None, *,
-                 device: str = "auto", precision: str = "fp32", lpips_device: str = "cpu") -> dict[str, Any]:
+                 device: str = "auto", precision: str = "fp32",
+                 lpips_device: str | None = None) -> dict[str, Any]:
     """Run the benchmark protocol (module docstring) on HR ``clips`` at ``scale`` (2 or 4).
 
     ``methods``: None for the defaults (:func:`default_methods`); else names (see
     :func:`build_method`) or a mapping {name: name | FrameUpscaler | zero-argument factory}.
     ``bicubic`` is added when missing (it is the yardstick). ``max_frames``: first N frames of each
     clip. ``device``/``precision``: for shipped models loaded by name (precision fp32 by default:
-    the quality reference). A method that fails to load or run is left out and its error recorded;
+    the quality reference); the metrics run on ``lpips_device`` (default: ``device``). A method that fails to load or run is left out and its error recorded;
     other errors (unreadable clip) raise.
 
     Returns::
@@ -257,7 +258,8 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
         raise InputError("no clips given")
     infos = [source_info(p) for p in paths]  # fail fast on a missing or unreadable clip
     factories = _method_factories(methods, scale, device, precision)
-    dev = torch.device(lpips_device)
+    from ..runtime.engine import resolve_device
+    dev = resolve_device(lpips_device or device)
     lpips_model = cached_lpips("alex", dev)
     names = _unique_names(paths)
     built: dict[str, FrameUpscaler] = {}
