@@ -36,5 +36,6 @@ class InterpolationUpscaler:
 
     def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         for frame in frames:
-            out = F.interpolate(frame[None], scale_factor=self.scale, mode=self.mode, align_corners=False)
+            extra = {} if self.mode in ("nearest", "area") else {"align_corners": False}
+            out = F.interpolate(frame[None], scale_factor=self.scale, mode=self.mode, **extra)
             yield out[0].clamp_(0.0, 1.0)
