@@ -11,7 +11,7 @@ from mstgan_cli.model.registry import list_models
 from mstgan_cli.runtime.engine import ModelUpscaler
 from mstgan_cli.train.data import Sources, WindowSampler, downscale
 from mstgan_cli.train.loop import TrainConfig, train
-from mstgan_cli.train.release import release
+from mstgan_cli.train.release import release, ship
 
 TINY = dict(feat=8, trunk=8, enc_blocks=1, trunk_blocks=1, detail_blocks=1, flow_levels=3, flow_ch=8)
 
@@ -97,3 +97,16 @@ def test_stage2_steps_and_release(data, tmp_path, monkeypatch):
     frames = [torch.rand(3, 12, 20) for _ in range(4)]
     out = list(ModelUpscaler(model, device="cpu", precision="fp32").process(frames))
     assert len(out) == 4 and out[0].shape == (3, 24, 40)
+
+
+def test_ship_measures_and_writes_a_card(data, tmp_path):
+    run = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
+    wdir = tmp_path / "weights"
+    meta = ship(run / "best.pt", "mstgan-t-x2", "fidelity", "tiny test model", runs=[run],
+                clips=[data / "val" / "videos" / "pan.mkv"], weights=wdir, methods=["bicubic"])
+    mean = meta["metrics"]["protocol"]["mean"]
+    assert set(mean) == {"mstgan-t-x2", "bicubic"}
+    assert mean["bicubic"]["psnr_y"] > 15 and 0 <= mean["mstgan-t-x2"]["lpips"] <= 1
+    card = (wdir / "mstgan-t-x2.md").read_text()
+    assert "FLOPs per input pixel" in card and "| pan.mkv" in card.replace("|  pan", "| pan")
+    assert json.loads((wdir / "mstgan-t-x2.protocol.json").read_text())["scale"] == 2

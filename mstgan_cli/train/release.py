@@ -9,6 +9,8 @@ import torch
 
 from ..model.checkpoint import export_generator
 from ..model.generator import GeneratorConfig, MSTGANGenerator, count_params
+from ..metrics.protocol import protocol_markdown, run_protocol
+from ..metrics.report import jsonable
 from ..model.registry import PRECISIONS, flops_per_pixel
 
 log = logging.getLogger("mstgan_cli")
@@ -54,4 +56,48 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
     }
     export_generator(model, out, meta)
     log.info("wrote %s (%d parameters)", out, meta["params"])
+    return meta
+
+
+def model_card(name: str, meta: dict, protocol: dict | None) -> str:
+    """The model card (markdown) of shipped weights: what it is, cost, training, measured quality."""
+    fl = meta["flops_per_pixel"]
+    lines = [f"# {name}", "", meta.get("description", ""), "",
+             "## Cost", "",
+             f"- parameters: {meta['params']:,}",
+             f"- FLOPs per input pixel: {fl['streaming'] / 1e6:.3f} M streaming (per-frame features and "
+             f"neighbour flows cached, as `mstgan upscale` runs it), {fl['window'] / 1e6:.3f} M when a "
+             "window is computed from scratch",
+             f"- precisions: {', '.join(meta.get('precisions', []))}", "",
+             "## Training", "", f"- data: {meta.get('trained_on', '')}"]
+    for i, h in enumerate(meta.get("training", [])):
+        tc = h.get("train_config", {})
+        lines.append(f"- run {i + 1}: stage {tc.get('stage', '?')}, {h['steps']:,} steps of {tc.get('batch', '?')} "
+                     f"windows of {tc.get('window', '?')} frames ({tc.get('patch', '?')}px LR patches), "
+                     f"{h['train_hours']} h on 2 CPU cores (no GPU was available), peak lr {tc.get('lr', '?')}"
+                     + (f", initialised from `{tc['init']}`" if tc.get("init") else ""))
+    lines.append(f"- shipped checkpoint: step {meta.get('checkpoint_step')}")
+    if protocol:
+        lines += ["", "## Measured quality", "",
+                  "Command: `mstgan eval --protocol x{s} ../shared/data/val/videos/*.mkv` (the validation "
+                  "clips, every frame).".format(s=protocol["scale"]), "", protocol_markdown(protocol)]
+    return "\n".join(lines) + "\n"
+
+
+def ship(checkpoint: Path, name: str, kind: str, description: str, runs: list[Path],
+         clips: list[Path], weights: Path, max_frames: int | None = None,
+         methods: list[str] | None = None) -> dict:
+    """Release a checkpoint as weights/NAME.pt, measure it with the benchmark protocol on `clips`,
+    store the numbers in its meta and write weights/NAME.md."""
+    path = weights / f"{name}.pt"
+    meta = release(checkpoint, path, kind, description, runs=runs)
+    scale = GeneratorConfig(**torch.load(path, weights_only=True)["config"]).scale
+    protocol = run_protocol(clips, scale, methods={name: str(path), **{m: m for m in (methods or ["bicubic", "lanczos"])}},
+                            max_frames=max_frames, device="cpu")
+    strict = jsonable(protocol)
+    meta = release(checkpoint, path, kind, description, runs=runs,
+                   metrics={"protocol": {"mean": strict["mean"],
+                                         "clips": {c["name"]: c["methods"] for c in strict["clips"]}}})
+    (weights / f"{name}.md").write_text(model_card(name, meta, protocol))
+    (weights / f"{name}.protocol.json").write_text(json.dumps(strict, indent=1))
     return meta
