@@ -14,9 +14,10 @@ import logging
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -102,10 +103,23 @@ class VideoDecoder:
 
     ``colour`` must be resolved (matrix and range known). Frames are uint16 when the source has
     more than 8 bits per component (decoded to ``rgb48le``), else uint8 (``rgb24``).
+
+    ``seek``: start decoding at the last keyframe at or before this many seconds after the start
+    of the container (no frame is trimmed: the caller picks frames by their pts, which stay the
+    container's own). ``stdin``: the input is a stream whose bytes these chunks are (``info`` then
+    describes a probed prefix); a thread writes them to FFmpeg's stdin. ``side_output``: also
+    stream-copy the input streams of these indices into this Matroska file (what a stream read
+    once must keep besides the frames: audio, subtitles).
     """
 
-    def __init__(self, info: MediaInfo, colour: Colour) -> None:
+    def __init__(self, info: MediaInfo, colour: Colour, *, seek: float | None = None,
+                 stdin: Iterable[bytes] | None = None,
+                 side_output: tuple[Path, tuple[int, ...]] | None = None) -> None:
         self.info = info
+        self._seek = seek
+        self._stdin = stdin
+        self._side = side_output
+        self._feeder: threading.Thread | None = None
         self.width, self.height = info.video.upright_size
         self.deep = info.video.bit_depth > 8
         self.dtype = np.dtype(np.uint16 if self.deep else np.uint8)
@@ -138,17 +152,51 @@ class VideoDecoder:
         if not c.is_rgb:
             scale += f":in_color_matrix={c.scale_matrix}:in_range={c.scale_range}"
         vf = f"{scale},format={pix_fmt},showinfo=checksum=0"
-        return [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "level+info",
-                "-copyts", "-i", ffmpeg_input(self.info.path), "-map", f"0:{self.info.video.index}",
-                *tools.fps_mode_args, "-vf", vf, "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+        args = [tools.ffmpeg, "-hide_banner", "-nostats", "-v", "level+info", "-copyts"]
+        if self._stdin is None:
+            args.append("-nostdin")
+        if self._seek is not None and self._seek > 0:
+            args += ["-noaccurate_seek", "-ss", f"{self._seek:.6f}"]
+        if self._stdin is not None:
+            args += ["-f", self.info.format_name.split(",")[0], "-i", "pipe:0"]
+        else:
+            args += ["-i", ffmpeg_input(self.info.path)]
+        args += ["-map", f"0:{self.info.video.index}", *tools.fps_mode_args, "-vf", vf,
+                 "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+        if self._side is not None:
+            path, indices = self._side
+            for i in indices:
+                args += ["-map", f"0:{i}"]
+            args += ["-c", "copy", "-f", "matroska", "-y", ffmpeg_input(path)]
+        return args
 
     def __enter__(self) -> VideoDecoder:
-        self._proc = ffmpeg.popen(self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stdin = subprocess.DEVNULL if self._stdin is None else subprocess.PIPE
+        self._proc = ffmpeg.popen(self._args(), stdin=stdin, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, bufsize=1 << 20)
         assert self._proc.stderr is not None
         self._stderr = _StderrReader(self._proc.stderr)
         self._stderr.start()
+        if self._stdin is not None:
+            self._feeder = threading.Thread(target=self._feed, args=(self._proc.stdin, self._stdin),
+                                            name="mstgan-stdin", daemon=True)
+            self._feeder.start()
         return self
+
+    def _feed(self, pipe: IO[bytes], chunks: Iterable[bytes]) -> None:
+        """Copy the input stream into FFmpeg; stops quietly when FFmpeg is gone."""
+        try:
+            for chunk in chunks:
+                if self._killed:
+                    break
+                pipe.write(chunk)
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -169,6 +217,8 @@ class VideoDecoder:
             self._killed = True
             proc.kill()
         proc.wait()
+        if self._feeder is not None:
+            self._feeder.join(timeout=5)
         if proc.stdout:
             proc.stdout.close()
         if self._stderr:

@@ -163,22 +163,27 @@ def raise_for_failure(what: str, stderr: str, returncode: int | None) -> None:
 
 
 def run(args: list[str], what: str, timeout: float | None = None,
-        pass_stdout: bool = False) -> subprocess.CompletedProcess[str]:
+        pass_stdout: bool = False, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run an FFmpeg/ffprobe argument list to completion; stdout and stderr captured as text
-    (``pass_stdout``: FFmpeg writes straight to our stdout, e.g. a muxed video for a pipe).
+    (``pass_stdout``: FFmpeg writes straight to our stdout, e.g. a muxed video for a pipe;
+    ``input``: bytes fed to its stdin, e.g. the start of a stream read from our stdin).
 
     Raises FFmpegError (with the stderr tail) on a non-zero exit, OutputError if the disk filled up.
     """
     log.debug("running: %s", command_line(args))
     try:
         proc = subprocess.run(args, stdout=None if pass_stdout else subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, errors="replace",
-                              timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-                              start_new_session=True)
+                              stderr=subprocess.PIPE, timeout=timeout, check=False,
+                              start_new_session=True, input=input,
+                              stdin=subprocess.DEVNULL if input is None else None)
     except FileNotFoundError as exc:
         raise FFmpegError(f"{args[0]} not found; {INSTALL_HINT}") from exc
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(f"{what} timed out after {timeout:.0f}s") from exc
+    proc = subprocess.CompletedProcess(
+        proc.args, proc.returncode,
+        None if proc.stdout is None else proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"))
     if proc.returncode != 0:
         raise_for_failure(what, proc.stderr, proc.returncode)
     return proc

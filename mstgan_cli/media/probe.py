@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,7 @@ class MediaInfo:
     streams: tuple[StreamInfo, ...]
     video: VideoInfo
     chapters: int
+    start_time: float | None = None   # the container's start (what ``-ss`` counts from)
 
     @property
     def other_streams(self) -> tuple[StreamInfo, ...]:
@@ -174,21 +175,38 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         raise InputError(f"input is a folder, not a video file: {p}")
     if not os.access(p, os.R_OK):
         raise InputError(f"input is not readable: {p}")
+    return _probe(p, ffmpeg_input(p), None)
+
+
+def probe_bytes(data: bytes, label: Path = Path("-")) -> MediaInfo:
+    """Probe the start of a stream (e.g. the first megabytes read from stdin), which cannot be
+    read twice. Counts and durations are unknown for a prefix, so they are left out (None)."""
+    if not data:
+        raise InputError("the input stream is empty")
+    info = _probe(label, "pipe:0", data)
+    video = replace(info.video, nb_frames=None, duration=None)
+    return replace(info, video=video, duration=None)
+
+
+def _probe(p: Path, spec: str, data: bytes | None) -> MediaInfo:
     tools = ffmpeg.find_ffmpeg()
     args = [tools.ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
-            "-show_format", "-show_streams", "-show_chapters", ffmpeg_input(p)]
+            "-show_format", "-show_streams", "-show_chapters"]
+    if data is not None:
+        args += ["-probesize", str(max(32, len(data)))]
+    args.append(spec)
     try:
-        out = ffmpeg.run(args, f"ffprobe {p.name}", timeout=120).stdout
+        out = ffmpeg.run(args, f"ffprobe {p.name}", timeout=120, input=data).stdout
     except ffmpeg.FFmpegCrash:
         raise
     except FFmpegError as exc:
         reason = ffmpeg.summary(exc.stderr_tail) or str(exc)
-        reason = reason.split(": ", 1)[-1] if reason.startswith("file:") else reason
+        reason = reason.split(": ", 1)[-1] if reason.startswith(("file:", "pipe:")) else reason
         raise InputError(f"not a video FFmpeg can read: {p} ({reason})") from exc
-    data = json.loads(out or "{}")
-    fmt = data.get("format") or {}
+    data_ = json.loads(out or "{}")
+    fmt = data_.get("format") or {}
     format_name = str(fmt.get("format_name", ""))
-    raw_streams = data.get("streams") or []
+    raw_streams = data_.get("streams") or []
     streams = tuple(StreamInfo(int(s["index"]), str(s.get("codec_type", "data")),
                                str(s.get("codec_name", "none")),
                                {k: int(v) for k, v in (s.get("disposition") or {}).items()},
@@ -205,7 +223,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
               video.width, video.height, video.pix_fmt, video.rotation, video.sar, video.time_base,
               video.nb_frames, video.colour)
     return MediaInfo(p, format_name, _float(fmt.get("duration")), streams, video,
-                     len(data.get("chapters") or []))
+                     len(data_.get("chapters") or []), _float(fmt.get("start_time")))
 
 
 def count_packets(path: Path, stream_index: int) -> int | None:
@@ -218,3 +236,38 @@ def count_packets(path: Path, stream_index: int) -> int | None:
         return _int(ffmpeg.run(args, "ffprobe -count_packets").stdout.strip().split(",")[0])
     except FFmpegError:
         return None
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """Where a stream's frames are, from its packets (demuxed, nothing decoded): ``pts`` of every
+    packet in presentation order and ``keyframes`` (the pts of random-access packets), in units
+    of ``time_base``. Packets the demuxer marks for discarding (edit lists) are left out."""
+
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    time_base: Fraction
+
+
+def packet_index(path: Path, stream_index: int, time_base: Fraction) -> PacketIndex | None:
+    """The :class:`PacketIndex` of one stream, or None when some packet has no pts (then frame
+    positions cannot be known without decoding)."""
+    tools = ffmpeg.find_ffmpeg()
+    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-select_streams", str(stream_index),
+            "-show_entries", "packet=pts,flags", "-of", "csv=p=0", ffmpeg_input(path)]
+    out = ffmpeg.run(args, f"ffprobe packets of {path.name}").stdout
+    pts: list[int] = []
+    keys: list[int] = []
+    for line in out.splitlines():
+        value, _, flags = line.strip().partition(",")
+        if not value and not flags:
+            continue
+        if "D" in flags:
+            continue
+        t = _int(value)
+        if t is None:
+            return None
+        pts.append(t)
+        if "K" in flags:
+            keys.append(t)
+    return PacketIndex(tuple(sorted(pts)), tuple(sorted(keys)), time_base)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import FFmpegError
 from . import ffmpeg
-from .probe import MediaInfo, ffmpeg_input
+from .probe import MediaInfo, StreamInfo, ffmpeg_input
 
 log = logging.getLogger("mstgan_cli")
 
@@ -35,40 +35,67 @@ _TEXT_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", "
 _TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
 
 
+# What each stream format for a pipe (``-o - --format F``) takes besides the video, and how.
+STREAM_FORMATS: dict[str, tuple[frozenset[str], list[str]]] = {
+    "matroska": (frozenset({"audio", "subtitle", "attachment", "data"}), []),
+    "nut": (frozenset({"audio"}), []),
+    "mpegts": (frozenset({"audio"}), []),
+    "mp4": (frozenset({"audio"}), ["-movflags", "frag_keyframe+empty_moov+default_base_moof"]),
+    "yuv4mpegpipe": (frozenset(), ["-c:v", "wrapped_avframe", "-strict", "-1"]),
+}
+
+
 def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset[str] = frozenset(),
-               convert_subtitles: bool = False) -> list[str]:
+               convert_subtitles: bool = False, others: Path | None = None,
+               fmt: str = "matroska") -> list[str]:
     """FFmpeg arguments that mux ``video_file``'s video with the rest of ``info``'s source.
     ``drop``: stream kinds to leave out; ``convert_subtitles``: re-encode text subtitles to the
-    container's own text format instead of copying them."""
+    container's own text format instead of copying them. ``others``: take the other streams from
+    this file instead of the source, where they lie in the source's order without the video (what
+    a decoder's side output kept of a stream read from stdin); None there means none were kept.
+    ``fmt``: the stream format when ``dest`` is ``-`` (stdout), a key of :data:`STREAM_FORMATS`."""
     tools = ffmpeg.find_ffmpeg()
+    from_stdin = str(info.path) == "-"
+    source = others if from_stdin else info.path
     args = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts",
-            "-i", ffmpeg_input(video_file), "-i", ffmpeg_input(info.path)]
+            "-i", ffmpeg_input(video_file)]
+    if source is not None:
+        args += ["-i", ffmpeg_input(source)]
     out_index = 0
     video_out = 0
     codecs: list[str] = []
+    others_order = {s.index: k for k, s in enumerate(info.other_streams)}
     for stream in info.streams:
         if stream.index == info.video.index:
             args += ["-map", "0:0"]
             video_out = out_index
-        elif stream.kind in drop:
+            if from_stdin:  # no source file to copy the video's tags from: set them
+                for tag, value in _video_tags(info).items():
+                    if not _is_stale(tag):
+                        args += [f"-metadata:s:{out_index}", f"{tag}={value}"]
+            else:
+                args += [f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"]
+            out_index += 1
             continue
-        else:
-            args += ["-map", f"1:{stream.index}"]
-            text_sub = stream.kind == "subtitle" and stream.codec in _TEXT_SUBTITLE_CODECS
-            target = _TEXT_SUBTITLES.get(dest.suffix.lower())
-            if convert_subtitles and text_sub and target:
-                codecs += [f"-c:{out_index}", target]
-        args += [f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"]
+        if stream.kind in drop or source is None:
+            continue
+        src = others_order[stream.index] if from_stdin else stream.index
+        args += ["-map", f"1:{src}", f"-map_metadata:s:{out_index}", f"1:s:{src}"]
+        text_sub = stream.kind == "subtitle" and stream.codec in _TEXT_SUBTITLE_CODECS
+        target = _TEXT_SUBTITLES.get(dest.suffix.lower())
+        if convert_subtitles and text_sub and target:
+            codecs += [f"-c:{out_index}", target]
         out_index += 1
     for tag in _video_tags(info):
         if _is_stale(tag):
             args += [f"-metadata:s:{video_out}", f"{tag}="]
     flags = [d for d in _DISPOSITIONS if _video_disposition(info).get(d)]
     args += [f"-disposition:{video_out}", "+".join(flags) or "0"]
-    args += ["-map_metadata", "1", "-map_chapters", "1", "-c", "copy", *codecs,
-             "-max_muxing_queue_size", "4096"]
-    if str(dest) == "-":  # a stream for a pipe: Matroska holds anything and needs no seeking
-        args += ["-f", "matroska", "pipe:1"]
+    if source is not None:
+        args += ["-map_metadata", "1", "-map_chapters", "1"]
+    args += ["-c", "copy", *codecs, "-max_muxing_queue_size", "4096"]
+    if str(dest) == "-":  # a stream for a pipe: no seeking back
+        args += [*STREAM_FORMATS[fmt][1], "-f", fmt, "pipe:1"]
         return args
     if dest.suffix.lower() in (".mp4", ".m4v", ".mov"):
         args += ["-movflags", "+faststart"]
@@ -84,28 +111,42 @@ def _video_disposition(info: MediaInfo) -> dict[str, int]:
     return next(s.disposition for s in info.streams if s.index == info.video.index)
 
 
-def remux(video_file: Path, info: MediaInfo, dest: Path) -> None:
+def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None = None,
+          fmt: str = "matroska") -> tuple[StreamInfo, ...]:
     """Write ``dest``: the video of ``video_file`` + all other streams, chapters and metadata of
     the source, stream-copied. If the output container refuses some of them (a timecode track,
     an attachment, srt into .mp4 when the container changed), retries with text subtitles
     converted and data/attachments left out, then without subtitles, warning about each loss.
-    ``dest`` ``-`` writes Matroska to stdout (one attempt: a pipe cannot be rewound).
+    ``dest`` ``-`` writes the stream format ``fmt`` to stdout (one attempt: a pipe cannot be
+    rewound; kinds the format does not take are left out, with a warning). ``others``: see
+    :func:`remux_args`. Returns the streams of the source that were left out.
     Raises FFmpegError/OutputError when even the video and audio cannot be muxed."""
+    if str(info.path) == "-" and others is None:
+        lost_all = info.other_streams
+    else:
+        lost_all = ()
     if str(dest) == "-":
-        ffmpeg.run(remux_args(video_file, info, dest), "muxing to stdout", pass_stdout=True)
-        return
+        kinds = STREAM_FORMATS[fmt][0]
+        drop = frozenset(s.kind for s in info.other_streams if s.kind not in kinds)
+        lost = tuple(s for s in info.other_streams if s.kind in drop or s in lost_all)
+        if lost:
+            log.warning("%s streams carry no %s; left out %d stream(s): %s", fmt,
+                        "/".join(sorted(drop)) or "other streams", len(lost), _names(lost))
+        ffmpeg.run(remux_args(video_file, info, dest, drop=drop, others=others, fmt=fmt),
+                   "muxing to stdout", pass_stdout=True)
+        return lost
     attempts: list[tuple[frozenset[str], bool]] = [
         (frozenset(), False),
         (frozenset({"data", "attachment"}), True),
         (frozenset({"data", "attachment", "subtitle"}), False)]
     first_error: FFmpegError | None = None
     for drop, convert in attempts:
-        lost = [s for s in info.other_streams if s.kind in drop]
+        lost = tuple(s for s in info.other_streams if s.kind in drop)
         if first_error is not None and not lost and not convert:
             continue
         try:
-            ffmpeg.run(remux_args(video_file, info, dest, drop=drop, convert_subtitles=convert),
-                       "muxing the output")
+            ffmpeg.run(remux_args(video_file, info, dest, drop=drop, convert_subtitles=convert,
+                                  others=others), "muxing the output")
         except FFmpegError as exc:
             first_error = first_error or exc
             continue
@@ -113,10 +154,13 @@ def remux(video_file: Path, info: MediaInfo, dest: Path) -> None:
             log.warning("the %s container refused some streams as they were (%s)", dest.suffix,
                         ffmpeg.summary(first_error.stderr_tail))
             if lost:
-                log.warning("left out %d stream(s): %s", len(lost),
-                            ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in lost))
+                log.warning("left out %d stream(s): %s", len(lost), _names(lost))
             if convert:
                 log.warning("text subtitles were converted to %s", _TEXT_SUBTITLES.get(dest.suffix.lower()))
-        return
+        return lost + tuple(s for s in lost_all if s not in lost)
     assert first_error is not None
     raise first_error
+
+
+def _names(streams: tuple[StreamInfo, ...]) -> str:
+    return ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in streams)
