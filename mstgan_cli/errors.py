@@ -40,3 +40,14 @@ class BackendError(MstganError):
     """A requested device, precision or backend is not available here."""
 
     exit_code = 6
+
+
+class IntegrityError(MstganError):
+    """The finished output does not match its input (frame count, timestamps or streams);
+    ``report`` holds the details (an :class:`mstgan_cli.integrity.IntegrityReport`)."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

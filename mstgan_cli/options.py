@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "mstgan"
 MODEL_SCALES = (2, 4)  # the factors shipped models come in; --target picks among these
+STREAM_FORMATS = ("matroska", "nut", "mpegts", "mp4", "yuv4mpegpipe")  # for -o - (stdout)
 
 
 class Precision(str, Enum):
@@ -109,8 +110,15 @@ class UpscaleOptions:
     tile: int | None = None        # tile edge in input pixels; None = whole frames
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     overwrite: bool = False
+    segment_seconds: float = 60.0  # long files go in resumable segments of about this length; 0: never
+    stream_format: str = "matroska"  # what ``output == "-"`` writes: matroska, nut, mpegts, mp4, yuv4mpegpipe
 
     def __post_init__(self) -> None:
+        if self.segment_seconds < 0:
+            raise ValueError("segment length must be 0 (no segments) or more seconds")
+        if self.stream_format not in STREAM_FORMATS:
+            raise ValueError(f"unknown stream format {self.stream_format!r}; use "
+                             f"{', '.join(STREAM_FORMATS)}")
         if self.scale is not None and self.target is not None:
             raise ValueError("give either a scale or a target, not both")
         if self.scale is not None and self.scale < 1:

@@ -1,40 +1,45 @@
-"""The upscale loop: decode -> upscale -> encode as three overlapping stages, then the final mux.
+"""The upscale of one input: plan, run the stages (in one pass or in resumable segments), mux,
+check, rename.
 
-Threads and bounded queues: a decoder thread feeds low-resolution frames, the calling thread runs
-the model (so Ctrl-C lands there), an encoder thread resizes, converts and encodes. Memory stays
-bounded by the queue sizes; no frame touches the disk. The output is written under a hidden
-temporary name in the output folder and renamed into place only when complete; on any error or
-interrupt the temporary files are removed.
+The output is written under a hidden temporary name in the output folder, checked against the
+input (:mod:`mstgan_cli.integrity`) and renamed into place only when complete; on any error or
+interrupt the temporary files are removed (finished segments of a long file stay, to resume).
+Input ``-`` reads a stream from stdin, output ``-`` writes one to stdout (:mod:`mstgan_cli.pipes`).
 """
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
 import shutil
+import sys
 import tempfile
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
-import numpy as np
-import torch
-
-from .errors import InputError, ModelError, MstganError, OutputError
-from .media.probe import MediaInfo, count_packets, probe
+from . import segments as seg
+from .errors import InputError, OutputError
+from .identity import run_key
+from .integrity import Expected, IntegrityReport, verify
 from .media.decode import VideoDecoder
 from .media.encode import EncoderPlan, VideoEncoder, plan_encoder
+from .media.join import join_segments
+from .media.probe import MediaInfo, StreamInfo, count_packets, packet_index, probe
 from .media.remux import remux
 from .options import UpscaleOptions
+from .pipes import StdinSource, intermediate_suffix, side_streams, stream_encode
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
-                   frame_budget, is_stdout, output_colour, plan_size, upscaler_factory)
+                   is_stdout, output_colour, plan_size, upscaler_factory)
 from .runtime.upscaler import FrameUpscaler
+from .stages import LowResFrame, Stages, to_array, to_tensor
 
 log = logging.getLogger("mstgan_cli")
+
+__all__ = ["Progress", "ProgressCallback", "UpscaleResult", "to_array", "to_tensor", "upscale_file"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ ProgressCallback = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class UpscaleResult:
-    """What happened. ``skipped`` holds the reason when no work was needed (output then None)."""
+    """What happened. ``skipped`` holds the reason when no work was needed (output then None).
+    ``segments`` is the number of segments (0: one pass), ``resumed`` how many of them an
+    earlier run had finished; ``integrity`` the passed check of the output."""
 
     input: Path
     output: Path | None
@@ -73,58 +80,28 @@ class UpscaleResult:
     model_scale: int | None = None
     seconds: float = 0.0
     skipped: str | None = None
+    integrity: IntegrityReport | None = None
+    segments: int = 0
+    resumed: int = 0
 
 
-_END = object()
+@dataclass
+class _Pass:
+    """What the stages delivered: the pts of every encoded frame, their time base, bad frames."""
+
+    pts: list[int]
+    time_base: Fraction
+    bad_frames: int = 0
+    segments: int = 0
+    resumed: int = 0
+    work: seg.WorkFolder | None = None
 
 
-class _Failed:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+class _Job:
+    """One upscale in flight: owns the temporary files and the progress reports."""
 
-
-def _put(q: queue.Queue[object], item: object, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue[object], stop: threading.Event) -> object:
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return _END
-
-
-# Conversions go through numpy: on the CPU it is several times faster than torch for these
-# layout changes (HWC <-> CHW) and dtype casts, and it releases the GIL while it works.
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8/uint16 RGB -> (3, H, W) float32 in [0, 1]."""
-    chw = rgb.transpose(2, 0, 1).astype(np.float32)
-    chw *= 1.0 / (65535.0 if rgb.dtype == np.uint16 else 255.0)
-    return torch.from_numpy(chw)
-
-
-def to_array(frame: torch.Tensor, deep: bool) -> np.ndarray:
-    """(3, H, W) float RGB in [0, 1] -> (H, W, 3) uint16 (``deep``) or uint8, rounded."""
-    peak = 65535.0 if deep else 255.0
-    chw = frame.detach().to("cpu", torch.float32).numpy() * peak
-    chw += 0.5
-    np.clip(chw, 0.0, peak, out=chw)
-    return np.ascontiguousarray(chw.astype(np.uint16 if deep else np.uint8).transpose(1, 2, 0))
-
-
-class _Run:
-    """One upscale in flight: owns the threads, queues and temporary files."""
-
-    def __init__(self, info: MediaInfo, options: UpscaleOptions, output: Path,
-                 size: SizePlan, enc_plan: EncoderPlan, progress: ProgressCallback | None) -> None:
+    def __init__(self, info: MediaInfo, options: UpscaleOptions, output: Path, size: SizePlan,
+                 enc_plan: EncoderPlan, progress: ProgressCallback | None) -> None:
         self.info, self.options, self.output, self.size = info, options, output, size
         self.enc_plan = enc_plan
         self.progress = progress
@@ -132,19 +109,19 @@ class _Run:
         self.tmpdir: Path | None = None
         if is_stdout(output):  # nothing is written beside a pipe; the video waits in a temp folder
             self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{token}-"))
-            self.video_tmp = self.tmpdir / "video.mkv"
+            self.video_tmp = self.tmpdir / f"video{intermediate_suffix(options.stream_format)}"
             self.part_tmp = self.tmpdir / "unused.mkv"
+            self.side_tmp = self.tmpdir / "side.mkv"
         else:
             self.video_tmp = output.with_name(f".{output.stem}.{token}.video{output.suffix}")
             self.part_tmp = output.with_name(f".{output.stem}.{token}.part{output.suffix}")
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.encoder: VideoEncoder | None = None
-        self.frames_out = 0
+            self.side_tmp = output.with_name(f".{output.stem}.{token}.side.mkv")
+        self._beside = (self.video_tmp, self.part_tmp)
+        self.frames_done = 0
+        self.total = info.video.estimated_frames
         self.started = time.monotonic()
         self._last_report = 0.0
 
-    # Temporary files ---------------------------------------------------------------------------
     def reserve(self) -> None:
         """Create the temporary names now, so an unwritable folder fails before any work."""
         for path in (self.video_tmp, self.part_tmp):
@@ -154,8 +131,20 @@ class _Run:
             except OSError as exc:
                 raise OutputError(f"cannot write in {self.output.parent}: {exc.strerror or exc}") from exc
 
-    def cleanup(self) -> None:
+    def move_into(self, folder: Path | None) -> None:
+        """Keep the temporary files in ``folder`` instead (None: back beside the output)."""
         for path in (self.video_tmp, self.part_tmp):
+            path.unlink(missing_ok=True)
+        if folder is None:
+            self.video_tmp, self.part_tmp = self._beside
+        else:
+            self._beside = (self.video_tmp, self.part_tmp)
+            self.video_tmp = folder / self.video_tmp.name.lstrip(".")
+            self.part_tmp = folder / self.part_tmp.name.lstrip(".")
+        self.reserve()
+
+    def cleanup(self) -> None:
+        for path in (self.video_tmp, self.part_tmp, self.side_tmp):
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:
@@ -163,114 +152,38 @@ class _Run:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
-    def report(self, stage: str, force: bool = False) -> None:
+    def report(self, stage: str, frames: int = 0, force: bool = False) -> None:
         now = time.monotonic()
         if self.progress and (force or now - self._last_report >= 0.1):
             self._last_report = now
-            self.progress(Progress(stage, self.frames_out, self.info.video.estimated_frames,
-                                   now - self.started))
+            self.progress(Progress(stage, self.frames_done + frames, self.total, now - self.started))
 
-    # Stages ------------------------------------------------------------------------------------
-    def decode_stage(self, decoder: VideoDecoder, q: queue.Queue[object]) -> None:
-        try:
-            for frame in decoder:
-                if not _put(q, (to_tensor(frame.rgb), frame.pts), self.stop):
-                    return
-            _put(q, _END, self.stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            _put(q, _Failed(exc), self.stop)
-
-    def encode_stage(self, decoder: VideoDecoder, q: queue.Queue[object], src_size: tuple[int, int]) -> None:
-        try:
-            while not self.stop.is_set():
-                item = _get(q, self.stop)
-                if item is _END:
-                    break
-                frame, pts = item  # type: ignore[misc]
-                if self.encoder is None:
-                    self.encoder = self._open_encoder(decoder, src_size)
-                self.encoder.write(to_array(frame, decoder.deep), pts)
-                self.frames_out += 1
-                self.report("upscaling")
-            if self.encoder is not None and not self.stop.is_set():
-                self.encoder.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self.errors.append(exc)
-            self.stop.set()
-
-    def _open_encoder(self, decoder: VideoDecoder, src_size: tuple[int, int]) -> VideoEncoder:
+    def stages(self, upscaler: FrameUpscaler, decoder: VideoDecoder, path: Path) -> Stages:
+        """The three stages for frames of ``decoder``, encoding into ``path``."""
         v = self.info.video
-        colour = output_colour(v.colour, self.size.size[1])
-        plan = self.enc_plan
-        log.info("encoding %dx%d %s %s (%s, %s range)", *self.size.size, plan.codec, plan.pix_fmt,
-                 colour.matrix, colour.range)
-        return VideoEncoder(self.video_tmp, plan, size=self.size.size, src_size=src_size,
-                            time_base=decoder.time_base, rate=v.avg_rate, colour=colour,
-                            sar=self.size.sar)
 
-    def upscale(self, decoder: VideoDecoder, upscaler: FrameUpscaler) -> None:
-        """Run the three stages to the end; re-raise the first failure of any stage here."""
-        up_w, up_h = self.info.video.upright_size
-        scale = int(upscaler.scale)
-        src_size = (up_w * scale, up_h * scale)
-        in_q: queue.Queue[object] = queue.Queue(maxsize=frame_budget(up_w, up_h))
-        out_q: queue.Queue[object] = queue.Queue(maxsize=frame_budget(*src_size))
-        pts_fifo: deque[int] = deque()
-        threads = [threading.Thread(target=self.decode_stage, args=(decoder, in_q),
-                                    name="mstgan-decode", daemon=True),
-                   threading.Thread(target=self.encode_stage, args=(decoder, out_q, src_size),
-                                    name="mstgan-encode", daemon=True)]
+        def open_encoder(src_size: tuple[int, int]) -> VideoEncoder:
+            colour = output_colour(v.colour, self.size.size[1])
+            plan = self.enc_plan
+            log.info("encoding %dx%d %s %s (%s, %s range)", *self.size.size, plan.codec,
+                     plan.pix_fmt, colour.matrix, colour.range)
+            return VideoEncoder(path, plan, size=self.size.size, src_size=src_size,
+                                time_base=decoder.time_base, rate=v.avg_rate, colour=colour,
+                                sar=self.size.sar)
+        return Stages(upscaler, v.upright_size, decoder.deep, open_encoder,
+                      lambda n: self.report("upscaling", n))
 
-        def frames() -> Iterator[torch.Tensor]:
-            while True:
-                item = _get(in_q, self.stop)
-                if item is _END:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.exc
-                tensor, pts = item  # type: ignore[misc]
-                pts_fifo.append(pts)
-                yield tensor
-
-        for t in threads:
-            t.start()
-        ok = False
-        try:
-            for out in upscaler.process(frames()):
-                if tuple(out.shape) != (3, src_size[1], src_size[0]):
-                    raise ModelError(f"the model returned a {tuple(out.shape)} frame, expected "
-                                     f"(3, {src_size[1]}, {src_size[0]})")
-                if not pts_fifo:
-                    raise ModelError("the model returned more frames than it was given")
-                if not _put(out_q, (out, pts_fifo.popleft()), self.stop):
-                    break  # the encoder failed; its error is raised below
-            else:
-                if not self.stop.is_set():  # (if set, the encoder failed: report that instead)
-                    if pts_fifo:
-                        raise ModelError(f"the model held back {len(pts_fifo)} frame(s) at the end")
-                    _put(out_q, _END, self.stop)
-                    threads[1].join()
-                    ok = not self.errors
-        finally:
-            if not ok:
-                self.stop.set()
-                decoder.kill()
-            for t in threads:
-                t.join(timeout=60)
-            if not ok and self.encoder is not None:
-                self.encoder.abort()
-        if self.errors:
-            raise self.errors[0]
-        if not ok:
-            raise MstganError("the upscale stopped before the end of the video")
+    def decoder(self, **kwargs: object) -> VideoDecoder:
+        return VideoDecoder(self.info, self.info.video.colour.resolved(self.info.video.height),
+                            **kwargs)  # type: ignore[arg-type]
 
 
 def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:
     """Frames the decoder could not deliver; warns about them (counted only after errors)."""
     if decoder.decode_errors == 0:
         return 0
-    expected = count_packets(info.path, info.video.index) or decoder.frames
-    bad = max(0, expected - decoder.frames)
+    expected = None if str(info.path) == "-" else count_packets(info.path, info.video.index)
+    bad = max(0, (expected or decoder.frames) - decoder.frames)
     if bad:
         log.warning("%d of %d frames could not be decoded and were skipped (%d decoder errors)",
                     bad, expected, decoder.decode_errors)
@@ -280,20 +193,111 @@ def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:
     return bad
 
 
+def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None) -> _Pass:
+    side = None
+    if stdin is not None and job.info.other_streams:
+        side = (job.side_tmp, tuple(s.index for s in job.info.other_streams))
+    decoder = job.decoder(stdin=stdin.chunks() if stdin else None, side_output=side)
+    stages = job.stages(upscaler, decoder, job.video_tmp)
+    with decoder:
+        stages.run((LowResFrame(f.rgb, f.pts) for f in decoder), decoder.kill)
+    if decoder.frames == 0:
+        raise InputError(f"no frames could be decoded from {job.info.path}")
+    bad = _bad_frames(job.info, decoder)
+    if stages.encoder is not None and stages.encoder.nudged:
+        log.warning("%d frames had non-increasing timestamps and were moved one tick later",
+                    stages.encoder.nudged)
+    return _Pass(stages.written, decoder.time_base, bad)
+
+
+def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
+    """Upscale a long file in resumable segments into ``job.video_tmp``; None when it is not
+    worth splitting (then the caller runs one pass)."""
+    info, options = job.info, job.options
+    if not seg.wants_segments(info, options.segment_seconds):
+        return None
+    index = packet_index(info.path, info.video.index, info.video.time_base)
+    if index is None or not index.keyframes:
+        return None
+    context = seg.context_frames(upscaler)
+    plan = seg.plan_segments(index, options.segment_seconds, context)
+    if len(plan) < 2:
+        return None
+    key = run_key(options, info.path, segments=options.segment_seconds, context=context,
+                  suffix=job.output.suffix.lower(), scale=int(upscaler.scale))
+    work = seg.WorkFolder(job.output, key, plan)
+    done = work.open()
+    job.move_into(work.path)  # so that a killed run leaves nothing outside the work folder
+    job.total = len(index.pts)
+    if done:
+        log.warning("resuming %s: %d of %d segments were finished by an earlier run",
+                    job.output.name, done, len(plan))
+    pts: list[int] = []
+    time_base: Fraction | None = None
+    try:
+        for s in plan:
+            finished = work.done(s)
+            if finished is None:
+                start = None if s.seek is None else \
+                    float(s.seek * index.time_base) - (info.start_time or 0.0)
+                decoder = job.decoder(seek=start)
+                stages = job.stages(upscaler, decoder, work.file(s, part=True))
+
+                def run(frames: Iterator[LowResFrame], stages: Stages = stages,
+                        decoder: VideoDecoder = decoder) -> list[int]:
+                    stages.run(frames, decoder.kill)
+                    return stages.written
+                finished = (seg.run_segment(work, s, index, decoder, run), decoder.time_base)
+            if time_base is not None and finished[1] != time_base:
+                raise seg.SegmentMismatch("segments disagree about the time base")
+            time_base = finished[1]
+            pts += finished[0]
+            job.frames_done = len(pts)
+        assert time_base is not None
+        join_segments([work.file(s) for s in plan], job.video_tmp)
+    except seg.SegmentMismatch:
+        work.remove()
+        raise
+    except BaseException:
+        finished_now = sum(1 for s in plan if work.done(s) is not None)
+        if not finished_now:
+            work.remove()  # nothing worth keeping
+            raise
+        for s in plan:  # an unfinished piece is worth nothing
+            work.file(s, part=True).unlink(missing_ok=True)
+        work.release()
+        log.warning("stopped: %d of %d segments are finished and kept in %s; the same command "
+                    "resumes there", finished_now, len(plan), work.path)
+        raise
+    return _Pass(pts, time_base, 0, len(plan), done, work)
+
+
 def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | None = None,
                  factory: UpscalerFactory | None = None,
-                 progress: ProgressCallback | None = None) -> UpscaleResult:
-    """Upscale one video file and write ``options.output`` (default ``<stem>_2160p.<ext>``).
+                 progress: ProgressCallback | None = None,
+                 stdin: BinaryIO | None = None) -> UpscaleResult:
+    """Upscale one video and write ``options.output`` (default ``<stem>_2160p.<ext>``).
 
-    ``factory`` builds the model for a requested factor (default: :func:`upscaler_factory` of the
-    options, i.e. a baseline by name or the runtime's ``load_upscaler``). ``progress`` is called
-    from a worker thread with :class:`Progress` reports. Raises the typed errors of
+    ``input_path`` ``-`` reads a stream from ``stdin`` (default ``sys.stdin.buffer``); output
+    ``-`` writes ``options.stream_format`` to stdout. Long files run in resumable segments
+    (``options.segment_seconds``). ``factory`` builds the model for a requested factor (default:
+    :func:`upscaler_factory` of the options). ``progress`` is called from a worker thread with
+    :class:`Progress` reports. The output is checked against the input before it is renamed
+    into place (IntegrityError on a mismatch). Raises the typed errors of
     :mod:`mstgan_cli.errors`; KeyboardInterrupt propagates after the temporary files are removed.
     """
     started = time.monotonic()
     options = options or UpscaleOptions()
-    src = Path(input_path)
-    info = probe(src)
+    source: StdinSource | None = None
+    if str(input_path) == "-":
+        source = StdinSource(stdin or sys.stdin.buffer)
+        src = Path("-")
+        if options.output is None:
+            raise OutputError("reading from stdin needs an output: -o FILE, or -o - for stdout")
+        info, lost = side_streams(source.probe())
+    else:
+        src = Path(input_path)
+        info, lost = probe(src), ()
     size = plan_size(info, options)
     if size is None:
         w, h = info.video.display_size
@@ -301,31 +305,49 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
                                                 f"{options.size_label} target; nothing to do")
     output = options.output or default_output(src, options)
     check_output(src, output, options.overwrite)
-    suffix = ".mkv" if is_stdout(output) else output.suffix
-    enc_plan = plan_encoder(options.encode, suffix, info.video.bit_depth > 8)  # fails early
+    to_stdout = is_stdout(output)
+    fmt = options.stream_format
+    suffix = intermediate_suffix(fmt) if to_stdout else output.suffix
+    encode = stream_encode(options.encode, fmt) if to_stdout else options.encode
+    enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8)  # fails early
     upscaler = (factory or upscaler_factory(options))(size.requested_scale)
     check_model_scale(size, upscaler, options)
     log.info("%s: %dx%d -> %dx%d, model x%d", src.name, *info.video.display_size, *size.size,
              upscaler.scale)
-    run = _Run(info, options, output, size, enc_plan, progress)
-    run.reserve()
+    job = _Job(info, options, output, size, enc_plan, progress)
+    job.reserve()
     try:
-        decoder = VideoDecoder(info, info.video.colour.resolved(info.video.height))
-        with decoder:
-            run.upscale(decoder, upscaler)
-        if decoder.frames == 0:
-            raise InputError(f"no frames could be decoded from {src}")
-        bad = _bad_frames(info, decoder)
-        if run.encoder is not None and run.encoder.nudged:
-            log.warning("%d frames had non-increasing timestamps and were moved one tick later",
-                        run.encoder.nudged)
-        run.report("muxing", force=True)
-        if is_stdout(output):
-            remux(run.video_tmp, info, output)
+        done = None
+        if source is None and not to_stdout:
+            try:
+                done = _segmented(job, upscaler)
+            except seg.SegmentMismatch as exc:
+                log.warning("%s; upscaling in one pass instead", exc)
+                job.frames_done = 0
+                job.move_into(None)
+        done = done or _one_pass(job, upscaler, source)
+        job.frames_done = len(done.pts)
+        job.report("muxing", force=True)
+        others = job.side_tmp if source is not None and info.other_streams else None
+        if to_stdout:  # checked before anything reaches the pipe, which cannot be taken back
+            report = verify(job.video_tmp, Expected(done.pts, done.time_base, ()), streams=False)
+            left_out = remux(job.video_tmp, info, output, others=others, fmt=fmt)
+            report = replace(report, left_out=_names(lost + left_out))
         else:
-            remux(run.video_tmp, info, run.part_tmp)
-            os.replace(run.part_tmp, output)
+            left_out = remux(job.video_tmp, info, job.part_tmp, others=others)
+            report = verify(job.part_tmp, Expected.of(info, done.pts, done.time_base, left_out),
+                            left_out=lost + left_out)
+            os.replace(job.part_tmp, output)
+        if done.work is not None:
+            done.work.remove()
     finally:
-        run.cleanup()
-    return UpscaleResult(src, output, decoder.frames, bad, size.size, int(upscaler.scale),
-                         time.monotonic() - started)
+        job.cleanup()
+        if done is not None and done.work is not None:
+            done.work.release()
+    return UpscaleResult(src, output, len(done.pts), done.bad_frames, size.size,
+                         int(upscaler.scale), time.monotonic() - started, integrity=report,
+                         segments=done.segments, resumed=done.resumed)
+
+
+def _names(streams: tuple[StreamInfo, ...]) -> list[str]:
+    return [f"#{s.index} {s.kind} ({s.codec})" for s in streams]

@@ -3,8 +3,9 @@
 Each segment was encoded on its own with the source's own timestamps, so its packets already
 sit at their final times: joining copies them in order. Decode timestamps continue from one
 segment to the next because every segment's encoder shifts them by the same reorder delay; a
-packet whose dts would not increase (possible with variable frame rates) is moved one tick later
-if that keeps it at or before its pts, and the join fails otherwise.
+packet whose dts would not increase (possible with variable frame rates) or is unknown (Matroska
+stores none) is moved one tick after the previous one if that keeps it at or before its pts,
+and the join fails otherwise.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def join_segments(parts: Sequence[Path], dest: Path) -> int:
                 for packet in src.demux(src_stream):
                     if packet.size == 0:  # the demuxer's end-of-stream marker
                         continue
-                    if packet.dts is not None and last_dts is not None and packet.dts <= last_dts:
+                    if last_dts is not None and (packet.dts is None or packet.dts <= last_dts):
+                        # (Matroska stores no dts: its demuxer leaves the first few unset)
                         if packet.pts is None or last_dts + 1 > packet.pts:
                             raise FFmpegError(f"cannot join {part.name}: its decode times overlap "
                                               "the previous segment's")

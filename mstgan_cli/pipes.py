@@ -1,0 +1,88 @@
+"""Streams instead of files: a video read once from stdin, a video written to stdout.
+
+**stdin** cannot be probed twice, so the first megabytes are read into memory and probed
+(ffprobe on that prefix); the decoder then gets the prefix followed by the rest of the stream.
+Counts and durations of a stream are unknown until its end. Audio, subtitles and attachments
+of the stream are kept: the decoder stream-copies them into a side file while it decodes (see
+:class:`~mstgan_cli.media.decode.VideoDecoder`), and the final mux takes them from there. Data
+streams and extra video streams of a stream are left out (with a warning). Input from stdin is
+upscaled in one pass (no segments, nothing to resume).
+
+**stdout** gets a stream format (:data:`~mstgan_cli.options.STREAM_FORMATS`): the video is
+encoded into a temporary file, checked, then muxed to stdout with whatever the format carries.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import BinaryIO
+
+from .media.probe import MediaInfo, StreamInfo, probe_bytes
+from .options import EncodeSettings
+
+log = logging.getLogger("mstgan_cli")
+
+PREFIX_BYTES = 8 << 20   # what is read from stdin before probing
+CHUNK_BYTES = 1 << 20
+SIDE_KINDS = frozenset({"audio", "subtitle", "attachment"})
+
+# The intermediate file for each stream format. NUT keeps any time base exactly; Matroska (ms)
+# only for Matroska, where the final stream rounds the same way anyway.
+_INTERMEDIATE = {"matroska": ".mkv", "nut": ".nut", "mpegts": ".nut", "mp4": ".nut",
+                 "yuv4mpegpipe": ".nut"}
+
+
+class StdinSource:
+    """A stream read once from a binary file object (normally ``sys.stdin.buffer``)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.prefix = b""
+
+    def probe(self) -> MediaInfo:
+        """Read up to :data:`PREFIX_BYTES` and probe them. Raises InputError."""
+        parts: list[bytes] = []
+        size = 0
+        while size < PREFIX_BYTES:
+            chunk = self.stream.read(PREFIX_BYTES - size)
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        self.prefix = b"".join(parts)
+        return probe_bytes(self.prefix)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The whole stream: the probed prefix, then the rest as it arrives."""
+        yield self.prefix
+        self.prefix = b""
+        while chunk := self.stream.read(CHUNK_BYTES):
+            yield chunk
+
+
+def side_streams(info: MediaInfo) -> tuple[MediaInfo, tuple[StreamInfo, ...]]:
+    """What of a stdin stream's other streams is kept: ``info`` reduced to the video and the
+    kept streams, and the streams left out."""
+    kept = tuple(s for s in info.other_streams if s.kind in SIDE_KINDS and not s.attached_pic)
+    lost = tuple(s for s in info.other_streams if s not in kept)
+    if lost:
+        log.warning("streams read from stdin keep only audio, subtitles and attachments; left "
+                    "out %s", ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in lost))
+    streams = tuple(s for s in info.streams if s.index == info.video.index or s in kept)
+    return replace(info, streams=streams), lost
+
+
+def intermediate_suffix(fmt: str) -> str:
+    """The extension of the video file encoded before muxing to stdout in format ``fmt``."""
+    return _INTERMEDIATE[fmt]
+
+
+def stream_encode(settings: EncodeSettings, fmt: str) -> EncodeSettings:
+    """Encoder settings for a stream format: YUV4MPEG carries raw pictures, so its video is
+    kept losslessly (FFV1) until the final mux unpacks it."""
+    if fmt != "yuv4mpegpipe":
+        return settings
+    if settings.codec or settings.crf is not None or settings.preset:
+        log.warning("yuv4mpegpipe carries raw pictures; --codec, --crf and --preset are ignored")
+    return EncodeSettings(codec="ffv1", pix_fmt=settings.pix_fmt)
