@@ -24,6 +24,8 @@ from . import __version__
 from .errors import MstganError
 from .options import (DEFAULT_MODEL, EncodeSettings, Precision, Target, UpscaleOptions,
                       parse_device)
+from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
+from .options import STREAM_FORMATS
 from .pipeline import Progress as PipelineProgress
 from .pipeline import upscale_file
 from .plan import list_models
@@ -56,12 +58,20 @@ UPSCALE_EPILOG = (
     "  [cyan]mstgan upscale in.mp4 --model lanczos --target 2560x1080[/cyan]\n"
     "    → classic Lanczos resize, no network (also: bicubic, bilinear, nearest)\n\n"
     "  [cyan]mstgan upscale in.mp4 --device cuda:1 --precision fp16 --batch 4 --tile 256[/cyan]\n\n"
+    "  [cyan]mstgan upscale archive/ -o up/ --shard 2/8[/cyan]\n"
+    "    → every video under archive/ into up/ (mirrored), this machine's eighth of them; a re-run "
+    "skips finished files; report in up/mstgan-report-2-of-8.json\n\n"
+    "  [cyan]ffmpeg -i in.mkv -f yuv4mpegpipe - | mstgan upscale - -o - --format nut | ffmpeg -i - out.mp4[/cyan]\n\n"
+    "[bold]Long files[/bold] go in segments (--segment-seconds, in a hidden work folder next to the "
+    "output): an interrupted run resumes at the first unfinished segment, with identical frames.\n\n"
     "[bold]Sizes[/bold]: [cyan]--target[/cyan] runs the model whose factor reaches the target, then "
     "resizes exactly to it (area down, Lanczos up). When the target needs more than the largest "
     "model (x4), the x4 model runs and Lanczos does the rest; a warning says so. Named targets "
     "follow the video's orientation (a portrait video aims at 2160x3840).\n\n"
     "[bold]Exit codes[/bold]: 0 done (or nothing to do), 2 bad input, 3 output problem, "
-    "4 FFmpeg, 5 model, 6 device/precision, 130 interrupted (143 on SIGTERM)."
+    "4 FFmpeg, 5 model, 6 device/precision, 7 the output failed its integrity check, "
+    "130 interrupted (143 on SIGTERM). A folder: 0 when no file failed, else 1, or the code "
+    "every file failed with when all failed for the same kind of reason."
 )
 
 
@@ -121,6 +131,7 @@ class _Bar:
                             TextColumn("ETA"), TimeRemainingColumn(), console=stderr,
                             disable=not enabled, transient=False)
         self.task: TaskID | None = None
+        self.label = ""
 
     def __enter__(self) -> _Bar:
         self.bar.start()
@@ -129,7 +140,16 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
+    def next_file(self, label: str) -> None:
+        """Start a fresh bar for the next file of a folder."""
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = None
+        self.label = label
+
     def __call__(self, p: PipelineProgress) -> None:
+        stage = f"{self.label} {p.stage}" if self.label else p.stage
+        p = PipelineProgress(stage, p.frames, p.total, p.elapsed)
         if self.task is None:
             self.task = self.bar.add_task(p.stage, total=p.total, fps=0.0)
         total = max(p.total, p.frames) if p.total else None
@@ -143,8 +163,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 @app.command(epilog=UPSCALE_EPILOG, no_args_is_help=True)
 def upscale(
-    input: Annotated[Path, typer.Argument(help="Video file to upscale.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container). [cyan]-[/cyan] writes Matroska to stdout.", show_default=False)] = None,
+    input: Annotated[Path, typer.Argument(help="Video file, folder (every video under it), or [cyan]-[/cyan] for a stream on stdin.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container), or folder for a folder input (default: [i]INPUT_2160p/[/i]). [cyan]-[/cyan] writes a stream to stdout (--format).", show_default=False)] = None,
     scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=_check_choice((2, 4)), rich_help_panel="Size")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
@@ -158,7 +178,12 @@ def upscale(
     preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, e.g. slow, medium, fast \\[default: medium].", rich_help_panel="Encoding")] = None,
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format \\[default: yuv420p, or yuv420p10le for a 10-bit source].", rich_help_panel="Encoding")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless output: FFV1 in .mkv (4:4:4), or the codec's lossless mode (h264/hevc/vp9).", rich_help_panel="Encoding")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace the output if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace the output if it exists (in a folder: outputs that are not verified results of these settings).")] = False,
+    stream_format: Annotated[str, typer.Option("--format", "-f", help=f"Stream format for [cyan]-o -[/cyan]: {', '.join(STREAM_FORMATS)}.", rich_help_panel="Pipes and folders")] = "matroska",
+    segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0, help="Long files are upscaled in resumable segments of about this length; 0 never splits.", rich_help_panel="Pipes and folders")] = 60.0,
+    glob: Annotated[Optional[list[str]], typer.Option("--glob", "-g", help="Folder: only files matching this pattern (repeatable; matched against the relative path, or the name for patterns without /) instead of the video extensions.", rich_help_panel="Pipes and folders", show_default=False)] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Folder: only shard K of N (1-based; by a hash of each relative path), for N parallel workers.", rich_help_panel="Pipes and folders", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder: the JSON report \\[default: OUT/mstgan-report.json, or mstgan-report-K-of-N.json for a shard].", rich_help_panel="Pipes and folders", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail (-vv shows FFmpeg commands).")] = 0,
 ) -> None:
@@ -169,14 +194,28 @@ def upscale(
     _setup_logging(quiet, verbose)
     if scale is not None and target is not None:
         raise typer.BadParameter("give --scale or --target, not both", param_hint="--scale/--target")
+    is_folder = input.is_dir()
+    if not is_folder and (glob or shard or report):
+        raise typer.BadParameter("--glob, --shard and --report are for a folder input")
+    if stream_format != "matroska" and (output is None or str(output) != "-"):
+        raise typer.BadParameter("--format is for a stream to stdout (-o -)", param_hint="--format")
     try:
         options = UpscaleOptions(
-            output=output, scale=scale, target=_parse_target(target), model=model,
-            precision=precision, device=device, window=window, batch=batch, tile=tile,
+            output=None if is_folder else output, scale=scale, target=_parse_target(target),
+            model=model, precision=precision, device=device, window=window, batch=batch, tile=tile,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
-            overwrite=overwrite)
+            overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format)
+        folder = None
+        if is_folder:
+            if output is not None and str(output) == "-":
+                raise ValueError("a folder cannot go to stdout; give -o OUT_FOLDER")
+            out = output or input.with_name(f"{input.resolve().name}_{options.size_label}")
+            folder = FolderOptions(out=out, globs=tuple(glob or ()), report=report,
+                                   shard=Shard.parse(shard) if shard else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if folder is not None:
+        return _upscale_folder(input, options, folder, quiet)
     try:
         with _Bar(enabled=not quiet and stderr.is_terminal) as bar:
             result = upscale_file(input, options, progress=bar)
@@ -184,7 +223,7 @@ def upscale(
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, _Terminated) else 130
-        raise _fail("interrupted; nothing was written", code) from None
+        raise _fail("interrupted; the output was not written", code) from None
     if result.skipped:
         if not quiet:
             stderr.print(escape(result.skipped), highlight=False, soft_wrap=True)
@@ -194,6 +233,51 @@ def upscale(
         where = "stdout" if str(result.output) == "-" else str(result.output)
         stderr.print(f"wrote [bold]{escape(where)}[/bold]: {result.frames} frames, "
                      f"{w}x{h}, in {result.seconds:.1f}s", highlight=False, soft_wrap=True)
+
+
+def _upscale_folder(root: Path, options: UpscaleOptions, folder: FolderOptions, quiet: bool) -> None:
+    try:
+        with _Bar(enabled=not quiet and stderr.is_terminal) as bar:
+            def on_file(rec: FileRecord, i: int, n: int) -> None:
+                if rec.status == "running":
+                    bar.next_file(f"[{i + 1}/{n}] {rec.input}")
+                    log.info("[%d/%d] %s", i + 1, n, rec.input)
+            result = upscale_folder(root, options, folder, progress=bar, on_file=on_file)
+    except MstganError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, _Terminated) else 130
+        raise _fail(f"interrupted; finished files are kept, the report is in {folder.report_path}",
+                    code) from None
+    if not quiet:
+        _summary(result, folder)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _summary(result: FolderResult, folder: FolderOptions) -> None:
+    """The table of a folder run, on stderr (the skipped files are counted, not listed, when
+    there are many)."""
+    rows = result.records
+    many = len(rows) > 40
+    table = Table(title=f"{folder.out}" + (f" (shard {folder.shard})" if folder.shard else ""),
+                  title_justify="left")
+    for column in ("file", "status", "frames", "seconds", "fps", "check", "error"):
+        table.add_column(column, overflow="fold")
+    colours = {"done": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
+    for r in rows:
+        if many and r.status == "skipped":
+            continue
+        check = "-" if r.integrity is None else ("ok" if r.integrity.get("ok") else "FAILED")
+        colour = colours.get(r.status, "")
+        table.add_row(escape(r.input), f"[{colour}]{r.status}[/{colour}]" if colour else r.status,
+                      str(r.frames or "-"), f"{r.seconds:.1f}" if r.seconds else "-",
+                      f"{r.fps:.1f}" if r.fps else "-", check, escape(r.error or ""))
+    stderr.print(table)
+    counts = ", ".join(f"{result.count(s)} {s}" for s in ("done", "skipped", "not needed", "failed")
+                       if result.count(s))
+    stderr.print(f"{len(rows)} files: {counts or 'none'}; report: {escape(str(result.report))}",
+                 highlight=False, soft_wrap=True)
 
 
 @app.command(epilog="[bold]Examples[/bold]\n\n  [cyan]mstgan models[/cyan]\n\n"

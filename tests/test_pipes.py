@@ -1,0 +1,115 @@
+"""Streams: a video read once from stdin, a video written to stdout in several formats, and
+only video bytes on stdout."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import av
+import pytest
+from typer.testing import CliRunner
+
+from mstgan_cli import cli
+from mstgan_cli.media.ffmpeg import find_ffmpeg
+
+from conftest import frame_times, packets_md5, streams, video_stream
+
+MSTGAN = [sys.executable, "-m", "mstgan_cli", "upscale"]
+FAST = ["--scale", "2", "--model", "bicubic", "--preset", "ultrafast"]
+runner = CliRunner()
+
+
+def ffmpeg_cmd(*args: str) -> list[str]:
+    return [find_ffmpeg().ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *args]
+
+
+def chain(*commands: list[str], timeout: float = 180) -> tuple[bytes, list[bytes], list[int]]:
+    """Run commands joined by pipes, like a shell; returns the last stdout, every stderr, codes."""
+    procs: list[subprocess.Popen[bytes]] = []
+    errs = [tempfile.TemporaryFile() for _ in commands]
+    for i, cmd in enumerate(commands):
+        stdin = procs[-1].stdout if procs else subprocess.DEVNULL
+        procs.append(subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=errs[i]))
+        if i:
+            procs[-2].stdout.close()  # type: ignore[union-attr]  (the next process owns it now)
+    out, _ = procs[-1].communicate(timeout=timeout)
+    for p in procs:
+        p.wait(timeout=timeout)
+    texts = []
+    for f in errs:
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    return out, texts, [p.returncode for p in procs]
+
+
+def test_yuv4mpeg_in_nut_out_into_ffmpeg(clip, tmp_path: Path) -> None:
+    """ffmpeg -i in -f yuv4mpegpipe - | mstgan upscale - -o - --format nut | ffmpeg -i - out.mp4"""
+    src, out = clip("mp4"), tmp_path / "out.mp4"
+    _, errs, codes = chain(ffmpeg_cmd("-i", str(src), "-f", "yuv4mpegpipe", "-"),
+                           [*MSTGAN, "-", "-o", "-", "--format", "nut", *FAST],
+                           ffmpeg_cmd("-f", "nut", "-i", "-", "-c", "copy", str(out)))
+    assert codes == [0, 0, 0], errs
+    assert b"wrote stdout" in errs[1]
+    v = video_stream(out)
+    assert (v["width"], v["height"]) == (128, 96)
+    times = frame_times(out)
+    assert len(times) == 12 and [round(t - times[0], 3) for t in times] == \
+        [round(i * 0.04, 3) for i in range(12)]
+
+
+def test_stdout_holds_only_the_stream(clip) -> None:
+    nut = subprocess.run([*MSTGAN, str(clip("mp4")), "-o", "-", "--format", "nut", *FAST],
+                         capture_output=True, check=False, timeout=120)
+    assert nut.returncode == 0, nut.stderr.decode()
+    assert nut.stdout.startswith(b"nut/multimedia container\0")
+    y4m = subprocess.run([*MSTGAN, str(clip("mp4")), "-o", "-", "--format", "yuv4mpegpipe", *FAST],
+                         capture_output=True, check=False, timeout=120)
+    assert y4m.returncode == 0, y4m.stderr.decode()
+    header, _, rest = y4m.stdout.partition(b"\n")
+    assert header.startswith(b"YUV4MPEG2 W128 H96 F25:1")
+    assert len(rest) == 12 * (len(b"FRAME\n") + 128 * 96 * 3 // 2)  # 12 raw 4:2:0 frames
+    assert b"left out 1 stream(s): #1 audio" in y4m.stderr
+
+
+@pytest.mark.parametrize("fmt, magic", [("mpegts", b"\x47"), ("mp4", b"\0\0\0")])
+def test_other_stream_formats(clip, tmp_path: Path, fmt: str, magic: bytes) -> None:
+    proc = subprocess.run([*MSTGAN, str(clip("mp4")), "-o", "-", "--format", fmt, *FAST],
+                          capture_output=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.startswith(magic)
+    out = tmp_path / f"piped.{'ts' if fmt == 'mpegts' else fmt}"
+    out.write_bytes(proc.stdout)
+    with av.open(str(out)) as container:  # (PyAV: the bundled FFmpeg 6.0 crashes reading MPEG-TS)
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert sum(1 for _ in container.decode(video=0)) == 12
+
+
+def test_matroska_from_stdin_keeps_audio_subtitles_and_attachments(clip, tmp_path: Path) -> None:
+    src, out = clip("mkv_rich"), tmp_path / "out.mkv"
+    with open(src, "rb") as stdin:
+        proc = subprocess.run([*MSTGAN, "-", "-o", str(out), *FAST], stdin=stdin,
+                              capture_output=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b""
+    assert [s["codec_type"] for s in streams(out)] == ["video", "audio", "subtitle", "attachment"]
+    assert packets_md5(out, "a:0") == packets_md5(src, "a:0")
+    assert packets_md5(out, "s:0") == packets_md5(src, "s:0")
+    assert frame_times(out) == frame_times(src)
+    assert video_stream(out)["tags"].get("title") == "Main video"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mkv"]
+
+
+def test_stdin_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    no_output = runner.invoke(cli.app, ["upscale", "-", *FAST], input=b"whatever")
+    assert no_output.exit_code == 3 and "needs an output" in no_output.stderr
+    garbage = runner.invoke(cli.app, ["upscale", "-", "-o", str(tmp_path / "x.mkv"), *FAST],
+                            input=b"this is not a video\n" * 100)
+    assert garbage.exit_code == 2 and "not a video" in garbage.stderr
+    empty = runner.invoke(cli.app, ["upscale", "-", "-o", str(tmp_path / "x.mkv"), *FAST], input=b"")
+    assert empty.exit_code == 2 and "empty" in empty.stderr
+    wrong = runner.invoke(cli.app, ["upscale", "-", "-o", str(tmp_path / "x.mkv"), "--format", "nut"])
+    assert wrong.exit_code == 2
+    assert list(tmp_path.iterdir()) == []
