@@ -212,16 +212,21 @@ class MSTGANGenerator(nn.Module):
         t = len(feats)
         c = t // 2
         assert t == self.config.window, f"window of {t} frames, model expects {self.config.window}"
+        n = centre_lr.shape[0]
         centre = feats[c]
-        aligned = [centre[0] if i == c else self.msfa(centre, feats[i], flows[i]) for i in range(t)]
-        e_c = self.embed(centre[0])
-        weighted = []
-        for i, a in enumerate(aligned):
-            if i == c:
-                weighted.append(a)
-                continue
-            corr = torch.sigmoid((self.embed(a) * e_c).mean(dim=1, keepdim=True))  # (N, 1, h, w)
-            weighted.append(a * corr)
+        # All T-1 neighbours go through alignment and the attention embedding as one batch
+        # ((T-1)*N, ...): every module runs once per window (fewer, larger kernels, and a graph in
+        # which each convolution has one call site, as PT2E quantisation needs).
+        nbrs = [i for i in range(t) if i != c]
+        k = len(nbrs)
+        aligned = self.msfa(tuple(p.repeat(k, 1, 1, 1) for p in centre),
+                            tuple(torch.cat([feats[i][lvl] for i in nbrs]) for lvl in range(len(centre))),
+                            torch.cat([flows[i] for i in nbrs]))  # ((T-1)*N, C, h, w)
+        emb = self.embed(torch.cat([centre[0], aligned]))
+        e_c, e_n = emb[:n], emb[n:]
+        corr = torch.sigmoid((e_n * e_c.repeat(k, 1, 1, 1)).mean(dim=1, keepdim=True))  # ((T-1)*N, 1, h, w)
+        weighted = list((aligned * corr).split(n))
+        weighted.insert(c, centre[0])
         fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
         x = self.detail(self.trunk(fused))
         x = self.trunk_out(x) + fused
