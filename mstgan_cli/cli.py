@@ -59,8 +59,8 @@ UPSCALE_EPILOG = (
     "    → classic Lanczos resize, no network (also: bicubic, bilinear, nearest)\n\n"
     "  [cyan]mstgan upscale in.mp4 --device cuda:1 --precision fp16 --batch 4 --tile 256[/cyan]\n\n"
     "  [cyan]mstgan upscale archive/ -o up/ --shard 2/8[/cyan]\n"
-    "    → every video under archive/ into up/ (mirrored), this machine's eighth of them; a re-run "
-    "skips finished files; report in up/mstgan-report-2-of-8.json\n\n"
+    "    → this machine's eighth of the videos under archive/, mirrored into up/; re-runs skip "
+    "finished files\n\n"
     "  [cyan]ffmpeg -i in.mkv -f yuv4mpegpipe - | mstgan upscale - -o - --format nut | ffmpeg -i - out.mp4[/cyan]\n\n"
     "[bold]Long files[/bold] go in segments (--segment-seconds, in a hidden work folder next to the "
     "output): an interrupted run resumes at the first unfinished segment, with identical frames.\n\n"
@@ -209,7 +209,8 @@ def upscale(
         if is_folder:
             if output is not None and str(output) == "-":
                 raise ValueError("a folder cannot go to stdout; give -o OUT_FOLDER")
-            out = output or input.with_name(f"{input.resolve().name}_{options.size_label}")
+            here = input.resolve()
+            out = output or here.parent / f"{here.name}_{options.size_label}"
             folder = FolderOptions(out=out, globs=tuple(glob or ()), report=report,
                                    shard=Shard.parse(shard) if shard else None)
     except ValueError as exc:
