@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import BinaryIO
 
+from .errors import InputError
 from .media.probe import MediaInfo, StreamInfo, probe_bytes
 from .options import EncodeSettings
 
@@ -42,6 +43,9 @@ class StdinSource:
 
     def probe(self) -> MediaInfo:
         """Read up to :data:`PREFIX_BYTES` and probe them. Raises InputError."""
+        if getattr(self.stream, "isatty", lambda: False)():
+            raise InputError("stdin is a terminal; pipe a video into mstgan, e.g. "
+                             "ffmpeg -i in.mkv -f nut - | mstgan upscale - -o out.mkv")
         parts: list[bytes] = []
         size = 0
         while size < PREFIX_BYTES:
