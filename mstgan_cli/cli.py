@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import MstganError
-from .options import (DEFAULT_MODEL, EncodeSettings, Precision, Target, UpscaleOptions,
+from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, Target, UpscaleOptions,
                       parse_device)
 from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
 from .options import STREAM_FORMATS
@@ -168,7 +168,8 @@ def upscale(
     scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=_check_choice((2, 4)), rich_help_panel="Size")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
-    precision: Annotated[Precision, typer.Option("--precision", help="Arithmetic for the model.", rich_help_panel="Model")] = Precision.AUTO,
+    precision: Annotated[Precision, typer.Option("--precision", help="Arithmetic for the model: fp32, bf16 (CPU with AVX512-BF16, CUDA), fp16 (CUDA), int8 (CPU, through torch.compile).", rich_help_panel="Model")] = Precision.AUTO,
+    backend: Annotated[Backend, typer.Option("--backend", help="What runs the model: eager (PyTorch), compile (torch.compile; the first run of a size compiles for minutes), tensorrt (CUDA, pip install 'mstgan\\[tensorrt]'). auto: tensorrt, else compile on CUDA; eager on the CPU (compile for int8).", rich_help_panel="Model")] = Backend.AUTO,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", callback=_parse_device, rich_help_panel="Model")] = "auto",
     window: Annotated[Optional[int], typer.Option("--window", help="Frames the model sees at once: 5 or 7 \\[default: the model's].", callback=_check_choice((5, 7)), rich_help_panel="Model")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Windows per model call (more = faster on a GPU, more memory).", rich_help_panel="Model")] = 1,
@@ -202,7 +203,7 @@ def upscale(
     try:
         options = UpscaleOptions(
             output=None if is_folder else output, scale=scale, target=_parse_target(target),
-            model=model, precision=precision, device=device, window=window, batch=batch, tile=tile,
+            model=model, precision=precision, backend=backend, device=device, window=window, batch=batch, tile=tile,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
             overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format)
         folder = None

@@ -21,6 +21,16 @@ class Precision(str, Enum):
     INT8 = "int8"
 
 
+class Backend(str, Enum):
+    """What runs the model: PyTorch as written, torch.compile, or TensorRT (CUDA, an extra).
+    ``auto`` picks the fastest one available for the device and precision."""
+
+    AUTO = "auto"
+    EAGER = "eager"
+    COMPILE = "compile"
+    TENSORRT = "tensorrt"
+
+
 def parse_device(text: str) -> str:
     """Validate a device spelling: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Returns it lower-cased."""
     value = text.strip().lower()
@@ -104,6 +114,7 @@ class UpscaleOptions:
     target: Target | None = None
     model: str = DEFAULT_MODEL
     precision: Precision = Precision.AUTO
+    backend: Backend = Backend.AUTO
     device: str = "auto"
     window: int | None = None      # frames the model sees at once (5 or 7); None = model default
     batch: int = 1                 # windows per model call

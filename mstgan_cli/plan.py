@@ -59,6 +59,7 @@ def upscaler_factory(options: UpscaleOptions) -> UpscalerFactory:
             raise ModelError(f"model {name!r} cannot be loaded: this build has no model runtime; "
                              "use --model bicubic or --model lanczos") from exc
         kwargs: dict[str, Any] = dict(device=options.device, precision=options.precision.value,
+                                      backend=options.backend.value,
                                       window=options.window, batch=options.batch, tile=options.tile or 0)
         if not family:  # a named model has its own factor; only --scale may contradict it
             return load_upscaler(name, scale=options.scale, **kwargs)

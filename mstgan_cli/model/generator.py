@@ -225,13 +225,14 @@ class MSTGANGenerator(nn.Module):
         emb = self.embed(torch.cat([centre[0], aligned]))
         e_c, e_n = emb[:n], emb[n:]
         corr = torch.sigmoid((e_n * e_c.repeat(k, 1, 1, 1)).mean(dim=1, keepdim=True))  # ((T-1)*N, 1, h, w)
-        weighted = list((aligned * corr).split(n))
+        weighted = list((aligned * corr).unflatten(0, (k, n)).unbind(0))
         weighted.insert(c, centre[0])
         fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
         x = self.detail(self.trunk(fused))
         x = self.trunk_out(x) + fused
         res = F.pixel_shuffle(self.up(x), self.config.scale)
-        skip = F.interpolate(centre_lr, scale_factor=float(self.config.scale), mode="bicubic", align_corners=False)
+        sh, sw = centre_lr.shape[-2] * self.config.scale, centre_lr.shape[-1] * self.config.scale
+        skip = F.interpolate(centre_lr, size=(sh, sw), mode="bicubic", align_corners=False)
         return skip + res
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from .upscaler import FrameUpscaler, InterpolationUpscaler
 
 def load_upscaler(model: str | None = None, scale: int | None = None, device: str = "auto",
                   precision: str = "auto", window: int | None = None, batch: int = 1,
-                  tile: int = 0) -> ModelUpscaler:
+                  tile: int = 0, backend: str = "auto") -> ModelUpscaler:
     """Build the upscaler for a shipped model name or a checkpoint path.
 
     model None -> the default model for `scale` (4 when both are None). A `scale` or `window`
@@ -18,13 +18,15 @@ def load_upscaler(model: str | None = None, scale: int | None = None, device: st
     from ..model.registry import default_model, model_path
 
     name = model or default_model(scale or 4)
-    net, _meta = load_generator(model_path(name))
+    path = model_path(name)
+    net, _meta = load_generator(path)
     cfg = net.config
     if scale is not None and scale != cfg.scale:
         raise ModelError(f"model {name} upscales x{cfg.scale}, not x{scale}")
     if window is not None and window != cfg.window:
         raise ModelError(f"model {name} was trained with a window of {cfg.window} frames, not {window}")
-    return ModelUpscaler(net, device=device, precision=precision, batch=batch, tile=tile)
+    return ModelUpscaler(net, device=device, precision=precision, batch=batch, tile=tile,
+                         backend=backend, int8_qparams=path.with_suffix(".int8.json"))
 
 
 __all__ = ["FrameUpscaler", "InterpolationUpscaler", "ModelUpscaler", "load_upscaler",

@@ -1,19 +1,24 @@
-"""The generator as a FrameUpscaler: device and precision choice, padding, tiling, batching."""
+"""The generator as a FrameUpscaler: device, precision and backend choice, padding, tiling, batching."""
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..errors import BackendError
 from ..model.generator import MSTGANGenerator
+from .backends import Stages, compiled_stages, eager_stages, resolve_backend
+from .stages import stage_modules
 from .window import WindowStream, iter_chunks, pad_frames
 
 log = logging.getLogger("mstgan_cli")
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# the dtype of the tensors between stages; int8 quantises inside the convolutions only
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 TILE_OVERLAP = 16  # LR pixels of context on each side of a tile (covers flow and receptive field)
 
 
@@ -41,10 +46,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise BackendError("fp16 needs a CUDA GPU; on the CPU use --precision fp32 or bf16")
-    if precision == "int8":
-        raise BackendError("int8 needs a quantised model, which this version does not ship yet; "
-                           "use --precision fp32 or bf16 (CPU), fp16 (CUDA)")
+        raise BackendError("fp16 needs a CUDA GPU; on the CPU use --precision fp32, bf16 or int8")
+    if precision == "int8" and device.type != "cpu":
+        raise BackendError("int8 is quantised for the CPU (oneDNN); on a GPU use --precision fp16")
     if precision not in DTYPES:
         raise BackendError(f"unknown precision {precision!r} (auto, fp32, bf16, fp16, int8)")
     return precision
@@ -74,32 +78,71 @@ class ModelUpscaler:
 
     process(frames): frames (3, H, W) float32 RGB [0, 1] CPU tensors -> (3, s*H, s*W), same count.
     `tile` (LR pixels, 0 = whole frame) bounds memory for large frames; `batch` windows run at once.
+    `backend`: auto, eager, compile or tensorrt (see :mod:`.backends`). The compiled stages are
+    built on the first frames (an int8 model without stored calibration calibrates on them) and
+    kept for later calls. `int8_qparams`: the stored INT8 calibration of these weights, if any.
     """
 
     def __init__(self, model: MSTGANGenerator, device: str = "auto", precision: str = "auto",
-                 batch: int = 1, tile: int = 0) -> None:
+                 batch: int = 1, tile: int = 0, backend: str = "auto",
+                 int8_qparams: Path | None = None) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        self.backend = resolve_backend(backend, self.device, self.precision)
         self.dtype = DTYPES[self.precision]
         # channels-last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         self.scale = model.config.scale
         self.batch = max(1, batch)
         self.tile = tile
-        log.debug("model on %s at %s, batch %d, tile %d", self.device, self.precision, self.batch, tile)
+        self.int8_qparams = int8_qparams
+        self._stages: dict[tuple[int, int], Stages] = {}
+        log.debug("model on %s at %s, %s backend, batch %d, tile %d", self.device, self.precision,
+                  self.backend, self.batch, tile)
+
+    def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
+        """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
+        the size; `head` (first LR frames) calibrates an int8 model that has no stored calibration."""
+        key = (h, w) if self.backend == "tensorrt" else (0, 0)
+        if key not in self._stages:
+            if self.backend == "tensorrt":
+                from .backends.tensorrt import tensorrt_stages
+
+                st = tensorrt_stages(self.model, self.precision, self.device, self.batch, h, w)
+            elif self.precision == "int8":
+                from ..compress.int8 import quantize
+
+                st = compiled_stages(quantize(self.model, self.int8_qparams, head), self.device)
+            elif self.backend == "compile":
+                st = compiled_stages(stage_modules(self.model), self.device)
+            else:
+                st = eager_stages(self.model)
+            self._stages[key] = st
+        return self._stages[key]
 
     @torch.inference_mode()
     def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         tiles: list[_Tile] | None = None
         h = w = 0
         m = self.model.config.size_multiple
+        head: list[torch.Tensor] | None = None
+        if self.precision == "int8" and not self._stages:
+            from ..compress.int8 import CALIBRATION_FRAMES
+
+            frames = iter(frames)
+            head = list(itertools.islice(frames, CALIBRATION_FRAMES))
+            frames = itertools.chain(head, frames)
         for chunk in iter_chunks(frames, self.batch):
             x = torch.stack(chunk).to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
             if tiles is None:
                 h, w = x.shape[-2:]
-                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, self.batch))
-                         for (y0, y1, cy0, cy1) in _spans(h, self.tile, TILE_OVERLAP)
-                         for (x0, x1, cx0, cx1) in _spans(w, self.tile, TILE_OVERLAP)]
+                spans = [(ys, xs) for ys in _spans(h, self.tile, TILE_OVERLAP) for xs in _spans(w, self.tile, TILE_OVERLAP)]
+                ph = max(y1 - y0 for (y0, y1, _, _), _ in spans)
+                pw = max(x1 - x0 for _, (x0, x1, _, _) in spans)
+                stages = self.stages(ph + (-ph) % m, pw + (-pw) % m, head)
+                head = None
+                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, self.batch, stages=stages))
+                         for (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) in spans]
             assert x.shape[-2:] == (h, w), "all frames of a stream must have the same size"
             outs = [t.stream.push(pad_frames(x[..., t.y0:t.y1, t.x0:t.x1], m)) for t in tiles]
             yield from self._stitch(tiles, outs, h, w)

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..model.generator import MSTGANGenerator
+from .stages import pack_window
+
+if TYPE_CHECKING:
+    from .backends import Stages
 
 
 @dataclass
@@ -35,10 +40,13 @@ class WindowStream:
 
     push(frames) takes padded LR frames (n, 3, h, w) on the model's device and dtype and returns the
     SR frames that became computable; finish() returns the rest. Outputs are (n, 3, s*h, s*w).
+    ``stages`` runs the three pieces of the network (a backend's compiled ones); default: the
+    model's own methods, eagerly.
     """
 
     model: MSTGANGenerator
     batch: int = 1
+    stages: Stages | None = None
     frames: dict[int, _FrameState] = field(default_factory=dict)
     received: int = 0
     emitted: int = 0
@@ -47,8 +55,13 @@ class WindowStream:
     def radius(self) -> int:
         return self.model.config.window // 2
 
+    def __post_init__(self) -> None:
+        if self.stages is None:
+            from .backends import eager_stages
+            self.stages = eager_stages(self.model)
+
     def push(self, lr: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.model.encode(lr)
+        feats = self.stages.encode(lr)
         start = self.received
         for k in range(lr.shape[0]):
             self.frames[start + k] = _FrameState(lr[k:k + 1], tuple(f[k:k + 1] for f in feats))
@@ -58,7 +71,7 @@ class WindowStream:
         if pairs:
             a = torch.cat([self.frames[i].lr for i in pairs])
             b = torch.cat([self.frames[i + 1].lr for i in pairs])
-            f_ab, f_ba = self.model.pair_flows(a, b)
+            f_ab, f_ba = self.stages.flows(a, b)
             for k, i in enumerate(pairs):
                 self.frames[i].fwd, self.frames[i].bwd = f_ab[k:k + 1], f_ba[k:k + 1]
         ready = self.received - 1 - self.radius  # last centre whose window is complete
@@ -99,9 +112,8 @@ class WindowStream:
                  for p in range(t)]
         fwd = [torch.cat([self._flow(row[p], row[p + 1]) for row in idx]) for p in range(t - 1)]
         bwd = [torch.cat([self._flow(row[p + 1], row[p]) for row in idx]) for p in range(t - 1)]
-        flows = self.model.flows_to_centre(fwd, bwd)
         centre_lr = torch.cat([self.frames[row[r]].lr for row in idx])
-        sr = self.model.reconstruct(centre_lr, feats, flows)
+        sr = self.stages.window(*pack_window(centre_lr, feats, fwd, bwd))
         return list(sr.split(1))
 
     def _evict(self) -> None:

@@ -1,0 +1,279 @@
+"""Post-training INT8 quantisation of the generator for the CPU (PT2E, X86 Inductor quantizer).
+
+Each stage (:mod:`mstgan_cli.runtime.stages`) is exported with dynamic batch/H/W, annotated by
+torchao's ``X86InductorQuantizer`` (convolutions: int8 weights per output channel, symmetric;
+activations int8 per tensor, ranges from calibration), calibrated, converted, and later compiled
+by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
+fp32: flow warping (grid_sample), interpolation, pooling, the attention's mean/sigmoid.
+
+The activation scales and zero points ("qparams") are a few kB of JSON, keyed by the model's weights hash:
+
+1. ``<checkpoint>.int8.json`` beside a shipped checkpoint (calibrated on the validation clips with
+   ``python -m mstgan_cli.compress.int8 CHECKPOINT CLIP...``);
+2. else ``~/.cache/mstgan/int8/<hash>.json`` from an earlier run;
+3. else the first frames of the video at hand calibrate it, and the result is cached (2).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import BackendError
+from ..model.generator import MSTGANGenerator
+
+log = logging.getLogger("mstgan_cli")
+
+FORMAT = "mstgan-int8-qparams/1"
+CALIBRATION_FRAMES = 8  # frames of the input used when no stored calibration fits
+
+
+def cache_dir() -> Path:
+    """$MSTGAN_CACHE_DIR, else $XDG_CACHE_HOME/mstgan, else ~/.cache/mstgan."""
+    env = os.environ.get("MSTGAN_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mstgan"
+
+
+def model_hash(model: MSTGANGenerator) -> str:
+    """sha256 of the config and the weights (as fp32), 16 hex digits."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _import_torchao() -> None:
+    """Import torchao quietly: on a CPU-only machine it warns that its CUDA kernels do not load,
+    and torch that one of its enums is registered the old way."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        import torchao  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - torchao is a dependency
+        raise BackendError("int8 needs torchao (pip install torchao)") from exc
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _quantizer():
+    _import_torchao()
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    q = xiq.X86InductorQuantizer()
+    q.set_global(xiq.get_default_x86_inductor_quantization_config())
+    return q
+
+
+def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", "window")
+            ) -> dict[str, torch.fx.GraphModule]:
+    """Export each stage (dynamic batch/H/W) and insert observers. The result runs in fp32 and
+    records activation ranges as it goes."""
+    from torch.export import export
+
+    _import_torchao()
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from ..runtime.stages import dynamic_shapes, sample_inputs, stage_modules
+
+    m = model.config.size_multiple
+    model = model.float().eval()
+    samples = sample_inputs(model, 2, 4 * m, 6 * m)
+    dyn = dynamic_shapes(model)
+    out = {}
+    for name, mod in stage_modules(model).items():
+        if name not in stages:
+            continue
+        t0 = time.perf_counter()
+        gm = export(mod, samples[name], dynamic_shapes=dyn[name]).module()
+        out[name] = prepare_pt2e(gm, _quantizer())
+        log.debug("int8: %s exported and prepared in %.1fs", name, time.perf_counter() - t0)
+    return out
+
+
+def _observers(gm: torch.fx.GraphModule, weights: bool) -> dict[str, torch.nn.Module]:
+    """Observer modules of a prepared graph: those watching activations (weights=False) or
+    those watching constant weights (weights=True)."""
+    out = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        if not hasattr(mod, "min_val"):
+            continue
+        on_weight = bool(node.args) and getattr(node.args[0], "op", None) == "get_attr"
+        if on_weight == weights:
+            out[node.target] = mod
+    return out
+
+
+def observed_qparams(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, dict[str, list[float]]]:
+    """The calibrated activation quantisation, {stage: {observer: [scale, zero_point]}}. (The X86
+    default observes histograms and searches the range that minimises the error: seconds per
+    observer, so it is done once and stored.)"""
+    out: dict[str, dict[str, list[float]]] = {}
+    for stage, gm in prepared.items():
+        out[stage] = {}
+        for n, o in _observers(gm, False).items():
+            scale, zp = o.calculate_qparams()
+            out[stage][n] = [float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])]
+    return out
+
+
+def load_qparams(prepared: dict[str, torch.fx.GraphModule], qparams: dict) -> bool:
+    """Give every activation observer its stored (scale, zero point) and let the weight observers
+    see their weights, so conversion needs no data. False, with nothing changed, unless the stored observers
+    match the graphs exactly."""
+    for stage, gm in prepared.items():
+        if set(_observers(gm, False)) != set(qparams.get(stage, {})):
+            return False
+    for stage, gm in prepared.items():
+        for n, o in _observers(gm, False).items():
+            scale, zp = qparams[stage][n]
+            o.calculate_qparams = functools.partial(_stored, float(scale), int(zp))
+        weight_obs = _observers(gm, True)
+        for node in gm.graph.nodes:  # per-channel weight ranges come from the weights themselves
+            if node.op == "call_module" and node.target in weight_obs:
+                weight_obs[node.target](_attr(gm, node.args[0].target))
+    return True
+
+
+def _attr(gm: torch.nn.Module, target: str) -> torch.Tensor:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _stored(scale: float, zero_point: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([scale], dtype=torch.float32), torch.tensor([zero_point], dtype=torch.int32)
+
+
+def calibrate(prepared: dict[str, torch.fx.GraphModule], model: MSTGANGenerator,
+              clips: Iterable[Sequence[torch.Tensor]]) -> int:
+    """Stream each clip (a sequence of (3, H, W) float RGB [0, 1] frames) through the observed
+    stages exactly as the runtime would, so every stage sees its real inputs (stages missing from
+    `prepared` run eagerly). Returns frames seen."""
+    from ..runtime.backends import Stages
+    from ..runtime.stages import stage_modules
+    from ..runtime.window import WindowStream, pad_frames
+
+    mods = {**stage_modules(model), **prepared}
+    stages = Stages(mods["encode"], mods["flows"], mods["window"], "calibrate")
+    m = model.config.size_multiple
+    seen = 0
+    with torch.no_grad():
+        for clip in clips:
+            stream = WindowStream(model, batch=1, stages=stages)
+            for f in clip:
+                stream.push(pad_frames(f[None].float(), m))
+                seen += 1
+            stream.finish()
+    return seen
+
+
+def convert(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, torch.fx.GraphModule]:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return {k: convert_pt2e(gm) for k, gm in prepared.items()}
+
+
+def _versions() -> dict[str, str]:
+    import torchao
+
+    return {"torch": torch.__version__.split("+")[0], "torchao": torchao.__version__}
+
+
+def read_qparams(path: Path, digest: str) -> dict | None:
+    """The stored ranges in `path` if they belong to these weights and this torch/torchao."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("format") != FORMAT or data.get("model") != digest:
+        return None
+    if data.get("versions") != _versions():
+        log.info("int8 calibration %s is for %s; recalibrating", path, data.get("versions"))
+        return None
+    return data
+
+
+def write_qparams(path: Path, digest: str, ranges: dict, source: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "model": digest, "versions": _versions(),
+            "quantizer": "torchao X86InductorQuantizer (default config)", "calibration": source,
+            "stages": ranges}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def quantize(model: MSTGANGenerator, sidecar: Path | None = None,
+             calibration_frames: Sequence[torch.Tensor] | None = None) -> dict[str, torch.fx.GraphModule]:
+    """INT8 stages for `model` (fp32 CPU graphs with quantize/dequantize around the convolutions,
+    ready for torch.compile). Ranges come from `sidecar`, the cache, or `calibration_frames`
+    (in that order; a fresh calibration is cached). Raises BackendError when none is available."""
+    digest = model_hash(model)
+    prepared = prepare(model)
+    cached = cache_dir() / "int8" / f"{digest}.json"
+    for path in ([sidecar] if sidecar else []) + [cached]:
+        data = read_qparams(path, digest)
+        if data and load_qparams(prepared, data["stages"]):
+            log.info("int8: calibration from %s", path)
+            return convert(prepared)
+    if not calibration_frames:
+        raise BackendError("int8 needs calibration and no frames were given to calibrate on")
+    n = calibrate(prepared, model, [calibration_frames])
+    log.warning("int8: no stored calibration for these weights; calibrated on the first %d frames "
+                "of the input (cached in %s)", n, cached)
+    qparams = observed_qparams(prepared)
+    write_qparams(cached, digest, qparams, f"first {n} frames of an input video")
+    load_qparams(prepared, qparams)  # convert with what was stored (and search only once)
+    return convert(prepared)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    """Calibrate a checkpoint on clips and write its sidecar: CHECKPOINT CLIP... [--frames N]."""
+    import argparse
+
+    from ..model.checkpoint import load_generator
+    from ..train.data import downscale, read_video_rgb
+
+    ap = argparse.ArgumentParser(prog="python -m mstgan_cli.compress.int8", description=_main.__doc__)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("clips", nargs="+", type=Path, help="high-resolution clips (downscaled by the model's factor)")
+    ap.add_argument("--frames", type=int, default=12, help="frames per clip (from the start)")
+    ap.add_argument("--skip", type=int, default=0, help="frames to skip at the start of each clip")
+    ap.add_argument("--out", type=Path, help="default: CHECKPOINT with .int8.json")
+    args = ap.parse_args(argv)
+    model, _ = load_generator(args.checkpoint)
+    s = model.config.scale
+    clips = []
+    for c in args.clips:
+        hr = torch.from_numpy(read_video_rgb(c, args.skip + args.frames)[args.skip:]).permute(0, 3, 1, 2).float() / 255
+        h, w = (hr.shape[-2] // s) * s, (hr.shape[-1] // s) * s
+        clips.append(list(downscale(hr[..., :h, :w], s)))
+    prepared = prepare(model)
+    n = calibrate(prepared, model, clips)
+    out = args.out or args.checkpoint.with_suffix(".int8.json")
+    names = ", ".join(c.name for c in args.clips)
+    write_qparams(out, model_hash(model), observed_qparams(prepared),
+                  f"{n} frames: frames {args.skip}..{args.skip + args.frames - 1} of {names}, "
+                  f"downscaled x{s} (train.data.downscale)")
+    print(f"wrote {out} ({n} calibration frames)")
+
+
+if __name__ == "__main__":
+    _main()
