@@ -92,6 +92,7 @@ class ModelUpscaler:
         self.dtype = DTYPES[self.precision]
         # channels-last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
+        self.model.flownet.float()  # flows stay fp32 (cheap; see stages.FlowStage)
         self.scale = model.config.scale
         self.batch = max(1, batch)
         self.tile = tile

@@ -6,14 +6,16 @@ torch-tensorrt all see the same graphs:
 
 - ``EncodeStage(frames)``: frames (N, 3, h, w) in [0, 1] -> the feature pyramid
   ((N, C, h, w), (N, C, h/2, w/2), (N, C, h/4, w/4)).                          [once per frame]
-- ``FlowStage(a, b)``: neighbouring frames (N, 3, h, w) -> flows a->b and b->a, (N, 2, h, w).
-                                                                               [once per pair]
+- ``FlowStage(a, b)``: neighbouring frames (N, 3, h, w) -> flows a->b and b->a, (N, 2, h, w),
+  in the flow network's dtype (the runtime keeps it in fp32: cheap, and flows in bf16/fp16
+  would be off by a sizeable fraction of a pixel).                             [once per pair]
 - ``WindowStage(centre_lr, *rest)``: the centre frame (N, 3, h, w), then the T pyramids (T*3
   tensors, frame by frame), then the T-1 forward and the T-1 backward neighbour flows
   (see :func:`pack_window`) -> the super-resolved centre (N, 3, s*h, s*w), not clamped.
                                                                                [once per window]
 
-h and w are multiples of ``config.size_multiple``; all tensors share one dtype and device.
+h and w are multiples of ``config.size_multiple``; flows are fp32, everything else in the
+model's dtype, all on one device.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class FlowStage(nn.Module):
         self.model = model
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.pair_flows(a, b)
+        dtype = self.model.flownet.level_nets[0].net[0].weight.dtype
+        return self.model.pair_flows(a.to(dtype), b.to(dtype))
 
 
 class WindowStage(nn.Module):
@@ -88,7 +91,7 @@ def sample_inputs(model: MSTGANGenerator, n: int, h: int, w: int, dtype: torch.d
     frames = torch.rand(n, 3, h, w, **opts)
     feats = [tuple(torch.randn(n, cfg.feat, h >> lvl, w >> lvl, **opts) for lvl in range(PYRAMID_LEVELS))
              for _ in range(t)]
-    flows = [torch.randn(n, 2, h, w, **opts) for _ in range(2 * (t - 1))]
+    flows = [torch.randn(n, 2, h, w, device=device) for _ in range(2 * (t - 1))]  # fp32
     return {"encode": (frames,), "flows": (frames, torch.rand(n, 3, h, w, **opts)),
             "window": pack_window(frames, feats, flows[:t - 1], flows[t - 1:])}
 

@@ -94,7 +94,7 @@ class WindowStream:
             return self.frames[a].fwd
         if b == a - 1:
             return self.frames[b].bwd
-        return torch.zeros_like(self.frames[a].lr[:, :2])
+        return torch.zeros_like(self.frames[a].lr[:, :2], dtype=torch.float32)
 
     def _emit(self, last_centre: int, total: int | None) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []

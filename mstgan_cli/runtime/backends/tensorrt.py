@@ -51,7 +51,7 @@ def engine_key(model_digest: str, stage: str, rng: dict, precision: str, device:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _inputs(stage_args: tuple[torch.Tensor, ...], rng: dict, dtype: torch.dtype) -> list:
+def _inputs(stage_args: tuple[torch.Tensor, ...], rng: dict) -> list:
     """torch_tensorrt.Input specs, one per flat stage argument. The samples have the opt shape,
     so a pyramid level's divisor (1, 2, 4) is opt height / sample height."""
     import torch_tensorrt
@@ -64,7 +64,7 @@ def _inputs(stage_args: tuple[torch.Tensor, ...], rng: dict, dtype: torch.dtype)
         def dims(i: int) -> tuple[int, int, int, int]:
             return (rng["n"][i], c, max(1, rng["h"][i] // div), max(1, rng["w"][i] // div))
 
-        specs.append(torch_tensorrt.Input(min_shape=dims(0), opt_shape=dims(1), max_shape=dims(2), dtype=dtype))
+        specs.append(torch_tensorrt.Input(min_shape=dims(0), opt_shape=dims(1), max_shape=dims(2), dtype=a.dtype))
     return specs
 
 
@@ -101,7 +101,7 @@ def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device
         args = samples[name]  # flat tensors for every stage
         ep = torch.export.export(mod, args, dynamic_shapes=dyn[name])
         trt = torch_tensorrt.dynamo.compile(
-            ep, arg_inputs=_inputs(args, rng, dtype),
+            ep, arg_inputs=_inputs(args, rng),
             enabled_precisions={dtype}, device=device, min_block_size=1,
             truncate_double=True)
         tmp = path.with_name(f".{path.name}.tmp")
