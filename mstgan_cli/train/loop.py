@@ -53,6 +53,7 @@ class TrainConfig:
     w_warp: float = 0.05         # photometric loss of the flows
     w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
     w_perceptual: float = 0.0
+    vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame
@@ -173,7 +174,7 @@ class FidelityStage:
     def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
         self.model, self.cfg = model, cfg
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-        self.perceptual = perceptual_loss(device) if cfg.w_perceptual > 0 else None
+        self.perceptual = perceptual_loss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
 
     def set_lr(self, lr: float) -> None:
         for gr in self.opt.param_groups:
@@ -305,11 +306,11 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     return out
 
 
-def perceptual_loss(device: torch.device):
-    """VGG16 feature loss (L1 between relu feature maps), frozen ImageNet weights."""
+def perceptual_loss(device: torch.device, layers: list[str]):
+    """VGG16 feature loss (L1 between the given relu feature maps), frozen ImageNet weights."""
     from ..model.vgg import load_vgg_features
 
-    vgg = load_vgg_features().to(device).eval()
+    vgg = load_vgg_features(layers=layers).to(device).eval()
     for p in vgg.parameters():
         p.requires_grad_(False)
 
