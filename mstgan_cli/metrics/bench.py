@@ -379,3 +379,25 @@ def bench_markdown(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BACKENDS", "BenchConfig", "BenchProgress", "STAGES", "bench_markdown", "configs", "run_bench"]
+
+
+# --- runtime backends (issue #5): eager, compile, tensorrt of runtime.backends -------------------
+def _runtime_backend(backend: str) -> Callable[[str, int, BenchConfig, int], FrameUpscaler]:
+    """A BACKENDS builder running the shipped model on `backend` (baselines as in _eager). The
+    backend is pinned: a plain load_upscaler would pick "auto" (compile for int8, TensorRT on CUDA)."""
+    def build(model: str, scale: int, config: BenchConfig, tile: int) -> FrameUpscaler:
+        if model in BASELINES:
+            return _eager(model, scale, config, tile)
+        from ..runtime import load_upscaler
+        return load_upscaler(None if model == "mstgan" else model, scale=scale, device=config.device,
+                             precision=config.precision, batch=config.batch, tile=tile, backend=backend)
+    return build
+
+
+def _register_runtime_backends() -> None:
+    from ..runtime.backends import tensorrt_available  # TensorRT only where torch-tensorrt is installed
+    names = ("eager", "compile", "tensorrt") if tensorrt_available() else ("eager", "compile")
+    BACKENDS.update({b: _runtime_backend(b) for b in names})
+
+
+_register_runtime_backends()
