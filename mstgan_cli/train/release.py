@@ -78,9 +78,12 @@ def model_card(name: str, meta: dict, protocol: dict | None) -> str:
                      + (f", initialised from `{tc['init']}`" if tc.get("init") else ""))
     lines.append(f"- shipped checkpoint: step {meta.get('checkpoint_step')}")
     if protocol:
+        n = protocol.get("max_frames")
+        frames = f"the first {n} frames of each" if n else "every frame"
         lines += ["", "## Measured quality", "",
-                  "Command: `mstgan eval --protocol x{s} ../shared/data/val/videos/*.mkv` (the validation "
-                  "clips, every frame).".format(s=protocol["scale"]), "", protocol_markdown(protocol)]
+                  f"On the validation clips ({frames}), `python tools/ship_weights.py {name}`, i.e. "
+                  f"`mstgan eval --protocol x{protocol['scale']} ../shared/data/val/videos/*.mkv"
+                  + (f" -n {n}" if n else "") + "`:", "", protocol_markdown(protocol)]
     return "\n".join(lines) + "\n"
 
 
