@@ -21,6 +21,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
+import torch
+
 from . import segments as seg
 from .errors import InputError, OutputError
 from .identity import run_key
@@ -169,13 +171,25 @@ class _Job:
                      plan.pix_fmt, colour.matrix, colour.range)
             return VideoEncoder(path, plan, size=self.size.size, src_size=src_size,
                                 time_base=decoder.time_base, rate=v.avg_rate, colour=colour,
-                                sar=self.size.sar)
+                                sar=self.size.sar, threads=encoder_threads(upscaler))
         return Stages(upscaler, v.upright_size, decoder.deep, open_encoder,
                       lambda n: self.report("upscaling", n))
 
     def decoder(self, **kwargs: object) -> VideoDecoder:
         return VideoDecoder(self.info, self.info.video.colour.resolved(self.info.video.height),
                             **kwargs)  # type: ignore[arg-type]
+
+
+def encoder_threads(upscaler: FrameUpscaler) -> int:
+    """Threads for the video encoder: 1 when a model runs on the CPU, else the codec's choice.
+
+    On a small CPU the model's intra-op threads already use every core; x264's own pool (1.5
+    threads per core) then preempts them at every parallel region and the model waits for its
+    stragglers. One encoder thread costs the same CPU time without that (2-core CPU, fp32 compile,
+    320x180 -> 1280x720: end to end 74% -> 87% of the model-only fps;
+    benchmarks/pipeline_overlap.py). A model on a GPU leaves the cores to the encoder."""
+    device = getattr(upscaler, "device", None)
+    return 1 if isinstance(device, torch.device) and device.type == "cpu" else 0
 
 
 def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:

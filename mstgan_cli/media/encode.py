@@ -119,7 +119,8 @@ class VideoEncoder:
 
     def __init__(self, path: Path, plan: EncoderPlan, *, size: tuple[int, int],
                  src_size: tuple[int, int], time_base: Fraction, rate: Fraction | None,
-                 colour: Colour, sar: Fraction = Fraction(1)) -> None:
+                 colour: Colour, sar: Fraction = Fraction(1), threads: int = 0) -> None:
+        """``threads``: the encoder's threads, 0 = the codec's own choice (x264: 1.5 per core)."""
         self.path, self.plan, self.size, self.src_size = path, plan, size, src_size
         self.time_base, self.colour = time_base, colour
         self.frames = 0
@@ -141,6 +142,8 @@ class VideoEncoder:
             cc = stream.codec_context
             cc.time_base = time_base
             cc.sample_aspect_ratio = sar
+            if threads:
+                cc.thread_count = threads
             for key, value in colour.ids().items():
                 setattr(cc, key, value)
             stream.options = dict(plan.options)

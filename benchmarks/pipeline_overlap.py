@@ -1,0 +1,111 @@
+"""Does the pipeline hide decode and encode behind the model? Model-only fps vs end-to-end fps.
+
+Requirement: on the CPU, end-to-end ``mstgan upscale --scale 4`` must reach >= 90 % of the
+model-only fps on the same clip.
+
+Same run, same weights, same settings (CPU, --precision/--backend as given, batch 1):
+
+- model only: the clip is decoded first (FFmpeg, as the pipeline does) into memory, then its
+  frames stream through ``ModelUpscaler`` with nothing else running;
+- end to end: ``upscale_file`` (what ``mstgan upscale --scale 4 -o out.mkv`` calls): decoder
+  thread + model + encoder thread (x264, default settings) with its queues;
+- fps of both over the same steady span: from the output of frame ``--warmup`` to the last
+  output produced by a push (the model's end-of-clip flush and the final mux/integrity check are
+  left out of both). End to end, an output counts when the encoder has taken it.
+
+    python benchmarks/pipeline_overlap.py [CLIP] --out benchmarks/results
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from precision import model_file  # noqa: E402
+
+from mstgan_cli.media.decode import VideoDecoder  # noqa: E402
+from mstgan_cli.media.probe import probe  # noqa: E402
+from mstgan_cli.options import Backend, Precision, UpscaleOptions  # noqa: E402
+from mstgan_cli.pipeline import upscale_file  # noqa: E402
+from mstgan_cli.runtime import load_upscaler  # noqa: E402
+from mstgan_cli.stages import to_tensor  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO / "examples" / "cockatoo_320x180.mp4"
+
+
+def fps(stamps: list[tuple[int, float]], first: int, last: int) -> float:
+    """Frames per second between the stamps of output `first` and output `last` (1-based)."""
+    t = dict(stamps)
+    a = max(k for k in t if k <= first)
+    b = max(k for k in t if k <= last)
+    return (b - a) / (t[b] - t[a])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clip", nargs="?", type=Path, default=CLIP)
+    ap.add_argument("--model", help="checkpoint (default: weights/mstgan-x4.pt, else runs/x4/best.pt)")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--backend", default="eager")
+    ap.add_argument("--warmup", type=int, default=3, help="outputs before the timed span")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args()
+    path, label = model_file(args.model)
+    info = probe(args.clip)
+    up = load_upscaler(str(path), scale=4, device="cpu", precision=args.precision, backend=args.backend)
+    r = up.model.config.window // 2
+    with VideoDecoder(info, info.video.colour.resolved(info.video.height)) as dec:
+        frames = [to_tensor(f.rgb) for f in dec]
+    n = len(frames)
+    last = n - r  # outputs after this come from the end-of-clip flush
+    list(up.process(frames[:2 * r + 2]))  # build/compile the stages before anything is timed
+
+    stamps: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    for i, _ in enumerate(up.process(iter(frames)), 1):
+        stamps.append((i, time.perf_counter() - t0))
+    model_cpu = time.process_time() - c0
+    model_fps = fps(stamps, args.warmup, last)
+
+    e2e: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.mkv"
+        opts = UpscaleOptions(output=out, scale=4, model=str(path), device="cpu",
+                              precision=Precision(args.precision), backend=Backend(args.backend))
+        c0 = time.process_time()
+        result = upscale_file(args.clip, opts, factory=lambda s: up,
+                              progress=lambda p: e2e.append((p.frames, p.elapsed)) if p.stage == "upscaling" else None)
+        e2e_cpu = time.process_time() - c0
+    e2e_fps = fps(e2e, args.warmup, last)
+    ratio = e2e_fps / model_fps
+    row = {"clip": args.clip.name, "frames": n, "size": f"{info.video.width}x{info.video.height}",
+           "model": label, "precision": args.precision, "backend": args.backend,
+           "model_only_fps": model_fps, "end_to_end_fps": e2e_fps, "ratio": ratio,
+           "model_only_cpu_s": model_cpu, "end_to_end_cpu_s_in_process": e2e_cpu,
+           "end_to_end_total_s": result.seconds, "torch_threads": torch.get_num_threads(),
+           "date": datetime.date.today().isoformat(),
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+           "loadavg": os.getloadavg(), "meets_90_percent": ratio >= 0.9}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pipeline_overlap.json").write_text(json.dumps(row, indent=1) + "\n")
+    text = (f"| clip | precision/backend | model only fps | end to end fps | ratio |\n|---|---|---:|---:|---:|\n"
+            f"| {row['clip']} ({row['size']}, {n} frames, x4) | {args.precision}/{args.backend} | "
+            f"{model_fps:.3f} | {e2e_fps:.3f} | {ratio:.1%} |")
+    (args.out / "pipeline_overlap.md").write_text(text + "\n")
+    print(json.dumps(row))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
