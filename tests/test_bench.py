@@ -14,13 +14,7 @@ from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.runtime.engine import ModelUpscaler
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: these tensors are tiny, and on a busy machine extra threads only wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(config) -> ModelUpscaler:

@@ -23,13 +23,7 @@ runner = CliRunner()
 SUMMARY = {"psnr_y", "ssim_y", "lpips", "tof", "tlp"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: these tensors are tiny, and on a busy machine extra threads only wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def invoke(*args: str):

@@ -14,13 +14,7 @@ S = 4
 H, W = 144, 192
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: these tensors are tiny, and on a busy machine extra threads only wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def texture(h: int, w: int, seed: int) -> torch.Tensor:
