@@ -14,13 +14,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
 from . import __version__
+from .commands.common import setup_logging as _setup_logging
+from .commands.common import stderr
 from .errors import MstganError
 from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, Target, UpscaleOptions,
                       parse_device)
@@ -30,7 +31,6 @@ from .pipeline import Progress as PipelineProgress
 from .pipeline import upscale_file
 from .plan import list_models
 
-stderr = Console(stderr=True)
 stdout = Console()
 log = logging.getLogger("mstgan_cli")
 
@@ -87,15 +87,6 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Video super-resolution from the command line: [bold]MST-GAN[/bold], streamed through FFmpeg."""
-
-
-def _setup_logging(quiet: bool, verbose: int) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False,
-                          rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.handlers = [h for h in log.handlers if not isinstance(h, RichHandler)] + [handler]
-    log.setLevel(level)
 
 
 def _parse_target(value: Optional[str]) -> Optional[Target]:
