@@ -134,12 +134,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
             ax.text(1.0, 1.0, f"mean {fmt(mean, key) if key != 'tlp' else f'{mean:.4g}'}",
                     transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
     axes[-1, 0].set_xlabel("frame")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
-    plt.close(fig)
-    return True
+    return _save(fig, path, title)
 
 
 def plot_flicker(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], title: str = "") -> bool:
@@ -176,12 +171,7 @@ def plot_flicker(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike[str
             if p.get("cut"):
                 a.axvline(p["frame"], color="black", lw=0.8, ls=":")
     axes[-1, 0].set_xlabel("frame (pair: frame - 1, frame)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
-    plt.close(fig)
-    return True
+    return _save(fig, path, title)
 
 
 def _finite(v: Any) -> bool:
@@ -190,3 +180,15 @@ def _finite(v: Any) -> bool:
 
 __all__ = ["HIGHER_IS_BETTER", "METRIC_LABELS", "dumps", "fmt", "jsonable", "markdown_table",
            "metric_header", "plot_curves", "plot_flicker", "write_csv", "write_json"]
+
+
+def _save(fig: Any, path: str | os.PathLike[str], title: str) -> bool:
+    """Title, tight layout, write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=100)
+    plt.close(fig)
+    return True
