@@ -309,6 +309,10 @@ from .commands.train import TRAIN_EPILOG, train_cmd  # noqa: E402
 
 app.command("train", epilog=TRAIN_EPILOG)(train_cmd)
 
+from .commands.prune import PRUNE_EPILOG, prune_cmd  # noqa: E402
+
+app.command("prune", epilog=PRUNE_EPILOG)(prune_cmd)
+
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""

@@ -15,12 +15,15 @@ def act() -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    """Main-path residual block: two full 3x3 convolutions. (B, C, H, W) -> (B, C, H, W)."""
+    """Main-path residual block: two full 3x3 convolutions. (B, C, H, W) -> (B, C, H, W).
 
-    def __init__(self, ch: int) -> None:
+    ``mid``: channels between the two convolutions (default C; fewer after structured pruning)."""
+
+    def __init__(self, ch: int, mid: int | None = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1)
+        mid = mid or ch
+        self.conv1 = nn.Conv2d(ch, mid, 3, 1, 1)
+        self.conv2 = nn.Conv2d(mid, ch, 3, 1, 1)
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,11 +46,12 @@ class DSConv(nn.Module):
 class DetailBlock(nn.Module):
     """Residual detail-enhancement block: depthwise-separable convs with a learned per-pixel,
     per-channel gate that decides how much re-amplified detail to add back.
-    (B, C, H, W) -> (B, C, H, W)."""
+    (B, C, H, W) -> (B, C, H, W). ``mid``: channels inside the body (default C)."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, mid: int | None = None) -> None:
         super().__init__()
-        self.body = nn.Sequential(DSConv(ch, ch), act(), DSConv(ch, ch))
+        mid = mid or ch
+        self.body = nn.Sequential(DSConv(ch, mid), act(), DSConv(mid, ch))
         self.gate = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

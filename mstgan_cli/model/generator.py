@@ -129,6 +129,24 @@ class GeneratorConfig:
     detail_blocks: int = 1  # depthwise-separable detail-enhancement blocks
     flow_levels: int = 4    # pyramid levels of the flow network
     flow_ch: int = 16       # width of the flow network
+    # inner widths of each residual block after structured pruning (`mstgan prune`);
+    # empty: every block is as wide as its stream (feat for the encoder, trunk for the trunk)
+    enc_mid: tuple[int, ...] = ()
+    trunk_mid: tuple[int, ...] = ()
+    detail_mid: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, blocks in (("enc_mid", self.enc_blocks), ("trunk_mid", self.trunk_blocks),
+                             ("detail_mid", self.detail_blocks)):
+            widths = tuple(int(w) for w in getattr(self, name))  # JSON gives lists
+            object.__setattr__(self, name, widths)
+            if widths and (len(widths) != blocks or min(widths) < 1):
+                raise ValueError(f"{name} needs {blocks} positive widths, got {list(widths)}")
+
+    def mids(self, name: str) -> list[int | None]:
+        """Inner width of every block of a group ('enc', 'trunk' or 'detail'); None: unpruned."""
+        widths = getattr(self, f"{name}_mid")
+        return list(widths) if widths else [None] * getattr(self, f"{name}_blocks")
 
     @property
     def size_multiple(self) -> int:
@@ -136,7 +154,13 @@ class GeneratorConfig:
         return max(2 ** (self.flow_levels - 1), 2 ** (PYRAMID_LEVELS - 1))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain dict for checkpoints; unpruned configs keep their original keys (and hashes)."""
+        d = asdict(self)
+        for name in ("enc_mid", "trunk_mid", "detail_mid"):
+            d[name] = list(d[name])
+            if not d[name]:
+                del d[name]
+        return d
 
 
 class MSTGANGenerator(nn.Module):
@@ -154,7 +178,7 @@ class MSTGANGenerator(nn.Module):
         c, t = config.feat, config.trunk
         # per-frame encoder (main path: full convs), then a cheap pyramid
         self.enc_in = nn.Conv2d(3, c, 3, 1, 1)
-        self.enc_body = nn.Sequential(*[ResBlock(c) for _ in range(config.enc_blocks)])
+        self.enc_body = nn.Sequential(*[ResBlock(c, m) for m in config.mids("enc")])
         self.down = nn.ModuleList(DSConv(c, c, 3, stride=2) for _ in range(PYRAMID_LEVELS - 1))
         self.flownet = FlowNet(config.flow_levels, config.flow_ch)
         self.msfa = MSFA(c)
@@ -162,8 +186,8 @@ class MSTGANGenerator(nn.Module):
         self.embed = nn.Conv2d(c, c // 2, 1)
         self.fuse = nn.Conv2d(config.window * c, t, 1)
         # reconstruction
-        self.trunk = nn.Sequential(*[ResBlock(t) for _ in range(config.trunk_blocks)])
-        self.detail = nn.Sequential(*[DetailBlock(t) for _ in range(config.detail_blocks)])
+        self.trunk = nn.Sequential(*[ResBlock(t, m) for m in config.mids("trunk")])
+        self.detail = nn.Sequential(*[DetailBlock(t, m) for m in config.mids("detail")])
         self.trunk_out = nn.Conv2d(t, t, 3, 1, 1)
         self.up = nn.Conv2d(t, 3 * config.scale**2, 3, 1, 1)
         self.act = act()
