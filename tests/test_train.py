@@ -86,6 +86,9 @@ def test_stage2_steps_and_release(data, tmp_path, monkeypatch):
                       w_perceptual=0.05))
     recs = [json.loads(line) for line in (run2 / "log.jsonl").read_text().splitlines()]
     assert "lpips" in recs[-1]["val"]
+    # stage 2 measures its starting weights first, and validates temporal stability too
+    assert recs[0]["step"] == 0 and {"lpips", "tof", "tlp100"} <= set(recs[0]["reference"])
+    assert recs[-1]["val"]["tof"] >= 0 and recs[-1]["val"]["tlp100"] >= 0
     wdir = tmp_path / "weights"
     meta = release(run2 / "best.pt", wdir / "mstgan-test-x2.pt", "gan", "test", runs=[run, run2])
     assert meta["params"] > 0 and meta["flops_per_pixel"]["streaming"] < meta["flops_per_pixel"]["window"]

@@ -85,9 +85,13 @@ class AdversarialStage(FidelityStage):
         parts.update(d=l_d.item(), d_real=d_real.mean().item(), d_fake=d_fake.mean().item())
         return parts
 
+    # validation metrics of the starting (stage 1) weights: the temporal bar the GAN must not cross
+    reference: dict | None = None
+
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "disc": self.disc.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "stage2_steps": self.steps_done}
+                "opt_d": self.opt_d.state_dict(), "stage2_steps": self.steps_done,
+                "reference": self.reference}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
@@ -95,9 +99,15 @@ class AdversarialStage(FidelityStage):
             self.disc.load_state_dict(state["disc"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.steps_done = state.get("stage2_steps", 0)
+            self.reference = state.get("reference")
 
-    @staticmethod
-    def score(v: dict) -> float:
-        """Higher is better: minus LPIPS, heavily penalised when any clip falls below bicubic."""
+    def score(self, v: dict) -> float:
+        """Higher is better: minus LPIPS. Checkpoints that fall below bicubic on any clip, or whose
+        tOF or tLP is worse than the starting weights' (the fidelity model's), rank below every
+        checkpoint that does neither, graded by how far they overshoot."""
         worse = any(val < 0 for k, val in v.items() if k.startswith("gain_"))
-        return -v["lpips"] - (10.0 if worse else 0.0)
+        over = 0.0
+        if self.reference is not None:
+            over = sum(max(0.0, v[k] / self.reference[k] - 1.0) for k in ("tof", "tlp100")
+                       if k in v and self.reference.get(k))
+        return -v["lpips"] - (10.0 if worse else 0.0) - ((1.0 + over) if over > 0 else 0.0)

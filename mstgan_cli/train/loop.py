@@ -120,28 +120,46 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 @torch.no_grad()
 def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.device,
              lpips: bool = False) -> dict:
-    """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip, and
-    LPIPS (AlexNet) when asked."""
-    lp = None
+    """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip.
+
+    With ``lpips`` (stage 2) also LPIPS (AlexNet) and the temporal metrics of TecoGAN: each window
+    is paired with the window one frame earlier, and tOF and tLP (x100) are taken over these
+    consecutive output pairs against the ground truth, so a GAN that buys sharpness with flicker
+    shows it at validation time."""
+    lp = tof_acc = tlp_acc = None
     if lpips:
         from ..metrics import load_lpips
+        from ..metrics.temporal import TemporalLP, TemporalOF
         lp = load_lpips().to(device)
-    lps = []
+        tof_acc, tlp_acc = TemporalOF(), TemporalLP(model=lp)
+    lps, tofs, tlps = [], [], []
     model.eval()
     s, t = model.config.scale, model.config.window
     res: dict = {}
     ours, bic = [], []
+
+    def sr(i: int) -> torch.Tensor:
+        win = lr[i - t // 2: i + t // 2 + 1][None].to(device)
+        x, h, w = pad_to_multiple(win, model.config.size_multiple)
+        return model(x)[..., : h * s, : w * s].clamp(0, 1).cpu()
+
     for name, lr, hr in clips:
-        idx = np.linspace(t // 2, len(lr) - 1 - t // 2, frames_per_clip).round().astype(int)
+        first = t // 2 + (1 if lp is not None else 0)  # room for the previous window
+        idx = np.linspace(first, len(lr) - 1 - t // 2, frames_per_clip).round().astype(int)
         po, pb = [], []
         for i in idx:
-            win = lr[i - t // 2: i + t // 2 + 1][None].to(device)
-            x, h, w = pad_to_multiple(win, model.config.size_multiple)
-            out = model(x)[..., : h * s, : w * s].clamp(0, 1).cpu()
+            out = sr(i)
             ref = hr[i][None]
             po.append(_psnr_y(out, ref, s))
             if lp is not None:
                 lps.append(float(lp(out.to(device), ref.to(device)).mean()))
+                tof_acc.reset()
+                tlp_acc.reset()
+                for o, g in ((sr(i - 1)[0], hr[i - 1]), (out[0], hr[i])):
+                    tof_acc.update(o, g)
+                    tlp_acc.update(o.to(device), g.to(device))
+                tofs.append(tof_acc.value)
+                tlps.append(tlp_acc.value100)
             up = F.interpolate(lr[i][None], scale_factor=s, mode="bicubic", align_corners=False)
             pb.append(_psnr_y(up.clamp(0, 1), ref, s))
         res[f"psnr_{name}"] = float(np.mean(po))
@@ -152,6 +170,8 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
     res["gain"] = float(np.mean(ours) - np.mean(bic))
     if lps:
         res["lpips"] = float(np.mean(lps))
+        res["tof"] = float(np.mean(tofs))
+        res["tlp100"] = float(np.mean(tlps))
     model.train()
     return res
 
@@ -266,6 +286,10 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         if on_log:
             on_log(rec)
 
+    if hasattr(stage, "reference") and stage.reference is None:
+        # stage 2: measure the starting weights once; checkpoints must not be less stable in time
+        stage.reference = validate(model, val_clips, cfg.val_frames, device, lpips=True)
+        emit({"step": step, "reference": stage.reference})
     stop = _StopFlag()
     t0 = last_save = tick = time.time()
     tick_step, acc = step, {}
