@@ -47,7 +47,7 @@ def bench_cmd(
     frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to measure (generated, or the first N of INPUT).")] = 24,
     model: Annotated[str, typer.Option("--model", "-m", help="mstgan (shipped, for --scale), a model name or checkpoint, or a baseline (bicubic, lanczos).")] = "mstgan",
     scale: Annotated[int, typer.Option("--scale", help="Factor of the shipped model (2 or 4).")] = 4,
-    backend: Annotated[str, typer.Option("--backend", help="Comma-separated backends (available: eager).")] = "eager",
+    backend: Annotated[str, typer.Option("--backend", help="Comma-separated backends: eager, compile, tensorrt (with the [tensorrt] extra on CUDA).")] = "eager",
     precision: Annotated[str, typer.Option("--precision", help="Comma-separated: fp32, bf16, fp16 (CUDA).")] = "fp32",
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes (windows per model call).")] = "1",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",

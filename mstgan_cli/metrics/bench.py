@@ -16,7 +16,8 @@ Memory: ``rss_peak_mb`` is the highest resident set size sampled (every 5 ms) wh
 the process's lifetime peak (``resource.getrusage``) is reported once; ``cuda_peak_mb`` is
 ``torch.cuda.max_memory_allocated`` for stages on a GPU.
 
-Backends are a registry (:data:`BACKENDS`): only ``eager`` exists today; a new backend is one
+Backends are a registry (:data:`BACKENDS`): ``eager`` and ``compile`` everywhere, ``tensorrt``
+where torch-tensorrt is installed (registered at the bottom of this module); a new backend is one
 more builder function with the same signature.
 """
 from __future__ import annotations
