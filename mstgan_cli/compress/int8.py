@@ -4,7 +4,8 @@ Each stage (:mod:`mstgan_cli.runtime.stages`) is exported with dynamic batch/H/W
 torchao's ``X86InductorQuantizer`` (convolutions: int8 weights per output channel, symmetric;
 activations int8 per tensor, ranges from calibration), calibrated, converted, and later compiled
 by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
-fp32: flow warping (grid_sample), interpolation, pooling, the attention's mean/sigmoid.
+fp32: flow warping (grid_sample), interpolation, pooling, the attention's mean/sigmoid, and the
+bicubic skip (excluded on purpose: it carries the whole picture).
 
 The activation scales and zero points ("qparams") are a few kB of JSON, keyed by the model's weights hash:
 
@@ -74,6 +75,8 @@ def _quantizer():
 
     q = xiq.X86InductorQuantizer()
     q.set_global(xiq.get_default_x86_inductor_quantization_config())
+    # the bicubic skip carries the whole picture: 8 bits there would band every gradient
+    q.set_module_name_qconfig("model.skip", None)
     return q
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import DetailBlock, DSConv, ResBlock, act, compose_flow, flow_warp
+from .blocks import BicubicPhases, DetailBlock, DSConv, ResBlock, act, compose_flow, flow_warp
 
 PYRAMID_LEVELS = 3  # feature pyramid: 1, 1/2, 1/4
 
@@ -95,7 +95,8 @@ class MSFA(nn.Module):
     full-resolution work is one bilinear warp.
 
     centre, neighbour: pyramids (tuples of (N, C, h/2**l, w/2**l)); flow: (N, 2, h, w) from the
-    centre to the neighbour. Returns the aligned feature (N, C, h, w).
+    centre to the neighbour. Returns the aligned feature (N, C, h, w). The centre's full-resolution
+    level is never read (it may be None): the caller need not copy it for every neighbour.
     """
 
     def __init__(self, ch: int) -> None:
@@ -190,6 +191,7 @@ class MSTGANGenerator(nn.Module):
         self.detail = nn.Sequential(*[DetailBlock(t, m) for m in config.mids("detail")])
         self.trunk_out = nn.Conv2d(t, t, 3, 1, 1)
         self.up = nn.Conv2d(t, 3 * config.scale**2, 3, 1, 1)
+        self.skip = BicubicPhases(config.scale)
         self.act = act()
 
     # --- per-frame and per-pair work (cacheable) ---------------------------------------------
@@ -243,21 +245,19 @@ class MSTGANGenerator(nn.Module):
         # which each convolution has one call site, as PT2E quantisation needs).
         nbrs = [i for i in range(t) if i != c]
         k = len(nbrs)
-        aligned = self.msfa(tuple(p.repeat(k, 1, 1, 1) for p in centre),
+        # (only the coarse levels of the centre are compared, so only they are repeated)
+        aligned = self.msfa((None, *(p.repeat(k, 1, 1, 1) for p in centre[1:])),
                             tuple(torch.cat([feats[i][lvl] for i in nbrs]) for lvl in range(len(centre))),
                             torch.cat([flows[i] for i in nbrs]))  # ((T-1)*N, C, h, w)
-        emb = self.embed(torch.cat([centre[0], aligned]))
-        e_c, e_n = emb[:n], emb[n:]
-        corr = torch.sigmoid((e_n * e_c.repeat(k, 1, 1, 1)).mean(dim=1, keepdim=True))  # ((T-1)*N, 1, h, w)
-        weighted = list((aligned * corr).unflatten(0, (k, n)).unbind(0))
+        emb = self.embed(torch.cat([centre[0], aligned])).unflatten(0, (k + 1, n))
+        corr = torch.sigmoid((emb[1:] * emb[:1]).mean(dim=2, keepdim=True))  # (T-1, N, 1, h, w)
+        weighted = list((aligned.unflatten(0, (k, n)) * corr).unbind(0))
         weighted.insert(c, centre[0])
         fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
         x = self.detail(self.trunk(fused))
         x = self.trunk_out(x) + fused
-        res = F.pixel_shuffle(self.up(x), self.config.scale)
-        sh, sw = centre_lr.shape[-2] * self.config.scale, centre_lr.shape[-1] * self.config.scale
-        skip = F.interpolate(centre_lr, size=(sh, sw), mode="bicubic", align_corners=False)
-        return skip + res
+        # the bicubic skip is added before the pixel shuffle, as its s*s sub-pixel phases
+        return F.pixel_shuffle(self.up(x) + self.skip(centre_lr), self.config.scale)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         out, _ = self.forward_with_flows(frames)
