@@ -326,6 +326,8 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8)  # fails early
     upscaler = (factory or upscaler_factory(options))(size.requested_scale)
     check_model_scale(size, upscaler, options)
+    if hasattr(upscaler, "expect"):  # lets --backend auto compile the model for long jobs
+        upscaler.expect(info.video.estimated_frames, info.video.height, info.video.width)
     log.info("%s: %dx%d -> %dx%d, model x%d", src.name, *info.video.display_size, *size.size,
              upscaler.scale)
     job = _Job(info, options, output, size, enc_plan, progress)

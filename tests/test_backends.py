@@ -16,7 +16,7 @@ from mstgan_cli.cli import app
 from mstgan_cli.errors import BackendError
 from mstgan_cli.model.checkpoint import export_generator
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
-from mstgan_cli.runtime.backends import resolve_backend
+from mstgan_cli.runtime.backends import auto_cpu_backend, resolve_backend
 from mstgan_cli.runtime.engine import ModelUpscaler
 from mstgan_cli.runtime.stages import dynamic_shapes, sample_inputs, stage_modules
 
@@ -50,6 +50,25 @@ def test_auto_backend_rules(monkeypatch):
     monkeypatch.setattr("mstgan_cli.runtime.backends.tensorrt_available", lambda: False)
     monkeypatch.setattr("mstgan_cli.runtime.backends.compile_available", lambda d: None)
     assert resolve_backend("auto", GPU, "fp16") == "compile"
+
+
+def test_auto_compiles_on_the_cpu_only_when_the_job_is_long_enough(monkeypatch):
+    monkeypatch.setattr("mstgan_cli.runtime.backends.compile_available", lambda d: None)
+    short, long_ = (100, 272, 480), (1000, 272, 480)  # ~13 M and ~130 M LR pixel-frames
+    assert auto_cpu_backend("fp32", *short) == "eager" and auto_cpu_backend("fp32", *long_) == "compile"
+    assert auto_cpu_backend("fp32", None, 272, 480) == "eager"  # unknown length: no gamble
+    up = ModelUpscaler(_model(), device="cpu", precision="fp32")
+    up.expect(*long_)
+    assert up.backend == "compile"
+    pinned = ModelUpscaler(_model(), device="cpu", precision="fp32", backend="eager")
+    pinned.expect(*long_)
+    assert pinned.backend == "eager"  # an explicit choice is kept
+    started = ModelUpscaler(_model(), device="cpu", precision="fp32")
+    list(started.process(_frames(3)))
+    started.expect(*long_)
+    assert started.backend == "eager"  # stages already built: no switch mid-stream
+    monkeypatch.setattr("mstgan_cli.runtime.backends.compile_available", lambda d: "no g++")
+    assert auto_cpu_backend("fp32", *long_) == "eager"
 
 
 @pytest.mark.parametrize("backend,device,precision,message", [

@@ -92,6 +92,8 @@ class ModelUpscaler:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.backend = resolve_backend(backend, self.device, self.precision)
+        # on the CPU, `auto` may still switch to compile once the job's length is known (expect())
+        self._auto_cpu = backend == "auto" and self.device.type == "cpu" and self.precision != "int8"
         self.dtype = DTYPES[self.precision]
         # channels-last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
@@ -103,6 +105,19 @@ class ModelUpscaler:
         self._stages: dict[tuple[int, int], Stages] = {}
         log.debug("model on %s at %s, %s backend, batch %d, tile %d", self.device, self.precision,
                   self.backend, self.batch, tile)
+
+    def expect(self, frames: int | None, height: int, width: int) -> None:
+        """Tell the upscaler how much work is coming (frames of height x width, low resolution), so
+        that ``--backend auto`` on the CPU compiles the model when that pays back. No effect once
+        the first frames have run, or with an explicit backend."""
+        if not self._auto_cpu or self._stages:
+            return
+        from .backends import auto_cpu_backend
+
+        chosen = auto_cpu_backend(self.precision, frames, height, width)
+        if chosen != self.backend:
+            log.info("backend auto: %s (%s frames of %dx%d: compiling pays back)", chosen, frames, width, height)
+            self.backend = chosen
 
     def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
         """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on

@@ -7,8 +7,10 @@
   here: the quantised graph becomes fused oneDNN int8 convolutions only through Inductor.
 - ``tensorrt``: torch-tensorrt (the ``[tensorrt]`` extra), CUDA only; engines cached on disk.
 
-``auto`` picks TensorRT on CUDA when installed, else compile on CUDA, and eager on the CPU, except
-INT8, which needs compile (the measurements behind the rule: ``benchmarks/RESULTS.md``).
+``auto`` picks TensorRT on CUDA when installed, else compile on CUDA. On the CPU it picks compile
+for INT8 (which needs it), and for fp32/bf16 once the job is known to be long enough for compiling
+to pay back (:func:`auto_cpu_backend`: compiled fp32 is ~1.7x faster but the first build of a
+frame size takes most of a minute), else eager (the measurements: ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
@@ -85,6 +87,23 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
     return backend
 
 
+# Low-resolution pixel-frames from which `auto` compiles on the CPU. Measured (benchmarks/RESULTS.md,
+# 2-core CPU): eager fp32 costs ~7.5 us per LR pixel-frame, compiled ~4.4 us, and a fresh compile
+# ~45 s, so compiling pays back from ~15 M pixel-frames; twice that leaves a margin for slower
+# compiles and bigger CPUs (e.g. 480x272: ~230 frames; 960x540: ~58 frames).
+AUTO_COMPILE_MIN_WORK = 30e6
+
+
+def auto_cpu_backend(precision: str, frames: int | None, height: int, width: int) -> str:
+    """What ``--backend auto`` runs on the CPU for `frames` frames of height x width (LR)."""
+    if precision == "int8":
+        return "compile"
+    if frames and frames * height * width >= AUTO_COMPILE_MIN_WORK \
+            and compile_available(torch.device("cpu")) is None:
+        return "compile"
+    return "eager"
+
+
 class _Frozen:
     """A torch.compile'd module whose (re)compilations run with Inductor's freezing on: weights
     become constants, so oneDNN gets pre-packed weights and the int8 patterns fuse. (Passed as
@@ -107,5 +126,5 @@ def compiled_stages(modules: dict[str, torch.nn.Module], device: torch.device) -
     return Stages(comp["encode"], comp["flows"], comp["window"], "compile")
 
 
-__all__ = ["BACKENDS", "Stages", "eager_stages", "compiled_stages", "resolve_backend",
+__all__ = ["AUTO_COMPILE_MIN_WORK", "BACKENDS", "Stages", "auto_cpu_backend", "eager_stages", "compiled_stages", "resolve_backend",
            "tensorrt_available", "compile_available"]
