@@ -195,3 +195,20 @@ def test_tensorrt_matches_eager_and_caches_engines(tmp_path, monkeypatch, precis
     again = _run(_model(), device="cuda", precision=precision, backend="tensorrt")
     assert time.perf_counter() - t0 < built  # loaded from the cache, not rebuilt
     torch.testing.assert_close(again, got)
+
+
+@pytest.mark.parametrize("name", ["mstgan-x4", "mstgan-x2"])
+def test_shipped_int8_calibration_fits_the_shipped_graph(name):
+    """A change to the network's graph orphans the stored INT8 ranges (users would silently
+    recalibrate on their own first frames): the sidecars must be regenerated with it."""
+    from pathlib import Path
+
+    from mstgan_cli.compress import int8
+    from mstgan_cli.model.checkpoint import load_generator
+
+    path = Path(__file__).resolve().parents[1] / "weights" / f"{name}.pt"
+    model, _ = load_generator(path)
+    data = int8.read_qparams(path.with_suffix(".int8.json"), int8.model_hash(model))
+    assert data is not None, "sidecar missing, or for other weights / torch / torchao versions"
+    assert int8.load_qparams(int8.prepare(model), data["stages"]), \
+        f"regenerate: python -m mstgan_cli.compress.int8 weights/{name}.pt VAL_CLIPS --frames 8"

@@ -256,8 +256,10 @@ class MSTGANGenerator(nn.Module):
         fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
         x = self.detail(self.trunk(fused))
         x = self.trunk_out(x) + fused
-        # the bicubic skip is added before the pixel shuffle, as its s*s sub-pixel phases
-        return F.pixel_shuffle(self.up(x) + self.skip(centre_lr), self.config.scale)
+        # the bicubic skip is added before the pixel shuffle, as its s*s sub-pixel phases, in the
+        # centre frame's dtype: a runtime that keeps the 8-bit input frames in fp32 gets an fp32
+        # picture even when the network runs in bf16/fp16 (bf16 cannot hold k/255 exactly)
+        return F.pixel_shuffle(self.up(x).to(centre_lr.dtype) + self.skip(centre_lr), self.config.scale)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         out, _ = self.forward_with_flows(frames)

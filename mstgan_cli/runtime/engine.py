@@ -152,7 +152,8 @@ class ModelUpscaler:
             head = list(itertools.islice(frames, CALIBRATION_FRAMES))
             frames = itertools.chain(head, frames)
         for chunk in iter_chunks(frames, self.batch):
-            x = torch.stack(chunk).to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+            # frames stay fp32: the stages cast them where the network's precision applies
+            x = torch.stack(chunk).to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             if tiles is None:
                 h, w = x.shape[-2:]
                 spans = [(ys, xs) for ys in _spans(h, self.tile, TILE_OVERLAP) for xs in _spans(w, self.tile, TILE_OVERLAP)]

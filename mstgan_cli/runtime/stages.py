@@ -14,8 +14,10 @@ torch-tensorrt all see the same graphs:
   (see :func:`pack_window`) -> the super-resolved centre (N, 3, s*h, s*w), not clamped.
                                                                                [once per window]
 
-h and w are multiples of ``config.size_multiple``; flows are fp32, everything else in the
-model's dtype, all on one device.
+h and w are multiples of ``config.size_multiple``. The low-resolution frames and the flows are fp32
+whatever the precision (8-bit pixels and sub-pixel flows do not survive bf16), the features are in
+the model's dtype, and the output is fp32: the network's residual is added to an fp32 bicubic
+skip. All on one device.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ class EncodeStage(nn.Module):
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model.encode(frames)
+        return self.model.encode(frames.to(self.model.enc_in.weight.dtype))
 
 
 class FlowStage(nn.Module):
@@ -88,11 +90,11 @@ def sample_inputs(model: MSTGANGenerator, n: int, h: int, w: int, dtype: torch.d
     cfg = model.config
     t = cfg.window
     opts = dict(dtype=dtype, device=device)
-    frames = torch.rand(n, 3, h, w, **opts)
+    frames = torch.rand(n, 3, h, w, device=device)  # input frames stay fp32 (see the module doc)
     feats = [tuple(torch.randn(n, cfg.feat, h >> lvl, w >> lvl, **opts) for lvl in range(PYRAMID_LEVELS))
              for _ in range(t)]
     flows = [torch.randn(n, 2, h, w, device=device) for _ in range(2 * (t - 1))]  # fp32
-    return {"encode": (frames,), "flows": (frames, torch.rand(n, 3, h, w, **opts)),
+    return {"encode": (frames,), "flows": (frames, torch.rand(n, 3, h, w, device=device)),
             "window": pack_window(frames, feats, flows[:t - 1], flows[t - 1:])}
 
 
