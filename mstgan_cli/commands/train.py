@@ -15,11 +15,14 @@ TRAIN_EPILOG = (
     "    → stage 1 (fidelity): L1 + flow regularisation; re-run the same line to resume\n\n"
     "  [cyan]mstgan train --out runs/x2 --scale 2 --init runs/x4/best.pt[/cyan]\n"
     "    → an x2 model started from the x4 weights (all but the upsampler carry over)\n\n"
-    "  [cyan]mstgan train --out runs/x4-gan --stage 2 --init runs/x4/best.pt --perceptual 0.05[/cyan]\n"
+    "  [cyan]mstgan train --out runs/x4-gan --stage 2 --init weights/mstgan-x4.pt --steps 1000 --batch 8 \\\n"
+    "      --lr 5e-5 --warmup 50 --val-every 100 --perceptual 0.05 --vgg-layers relu1_2,relu2_2 \\\n"
+    "      --temporal 2 --pingpong 1 --noise-steps 500[/cyan]\n"
     "    → stage 2 (GAN): spatio-temporal discriminator, temporal + Ping-Pong losses\n\n"
     "  [cyan]mstgan train --out runs/x4 --plot[/cyan]    redraw runs/x4/curves.png and stop\n\n"
     "A run folder holds last.pt (resume state, written every few minutes and on Ctrl-C), best.pt "
-    "(best validation score: PSNR-Y in stage 1, LPIPS in stage 2), log.jsonl and curves.png. "
+    "(best validation score: PSNR-Y in stage 1; in stage 2 the lowest LPIPS among checkpoints whose tOF "
+    "and tLP are no worse than the starting weights'), log.jsonl and curves.png. "
     "Uses a CUDA GPU when there is one."
 )
 
@@ -37,6 +40,15 @@ def train_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-4,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (best.pt/last.pt of another run).")] = None,
     perceptual: Annotated[float, typer.Option(help="Weight of the VGG16 perceptual loss.")] = 0.0,
+    vgg_layers: Annotated[str, typer.Option(help="VGG16 feature maps of the perceptual loss.")] = "relu1_2,relu2_2,relu3_3",
+    adv: Annotated[float, typer.Option(help="Stage 2: weight of the adversarial (hinge) loss.")] = 0.005,
+    temporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss (consecutive-frame "
+                                                 "change must match the ground truth's).")] = 0.5,
+    pingpong: Annotated[float, typer.Option(help="Stage 2: weight of the Ping-Pong loss (the reversed "
+                                                 "window must give the same frame).")] = 0.5,
+    warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 300,
+    noise_steps: Annotated[int, typer.Option(help="Stage 2: steps over which the discriminator's "
+                                                  "instance noise fades to zero.")] = 5000,
     generator: Annotated[str, typer.Option(help='Generator overrides as JSON, e.g. \'{"trunk": 64}\'.')] = "{}",
     val_every: Annotated[int, typer.Option(help="Validate (and keep the best) every N steps.")] = 500,
     max_minutes: Annotated[float, typer.Option(help="Stop cleanly after this many minutes (0: no limit).")] = 0.0,
@@ -66,6 +78,8 @@ def train_cmd(
     cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
+                      vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
+                      warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, threads=threads, seed=seed)
     run = train(cfg)
     say(f"run saved in {run} (resume with the same command)", quiet)
