@@ -94,6 +94,11 @@ def test_stage2_steps_and_release(data, tmp_path, monkeypatch):
     assert meta["params"] > 0 and meta["flops_per_pixel"]["streaming"] < meta["flops_per_pixel"]["window"]
     model, meta2 = load_generator(wdir / "mstgan-test-x2.pt")
     assert meta2["kind"] == "gan" and model.config.scale == 2
+    # re-measuring shipped weights keeps their history and step, and their weights bit for bit
+    meta3 = release(wdir / "mstgan-test-x2.pt", tmp_path / "again.pt", "gan", "test", metrics={"x": 1})
+    assert meta3["training"] == meta["training"] and meta3["checkpoint_step"] == meta["checkpoint_step"] == 2
+    again, _ = load_generator(tmp_path / "again.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     monkeypatch.setenv("MSTGAN_WEIGHTS_DIR", str(wdir))
     [entry] = list_models()
     assert entry["name"] == "mstgan-test-x2" and entry["scale"] == 2

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +22,13 @@ RELEASES = {
                                   "The default for x4: the most faithful and the most stable over time."),
     "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"],
                       description="MST-GAN x2, fidelity model (stage 1), started from the x4 weights."),
+    "mstgan-x4-pruned": dict(run="runs/x4-pruned", kind="fidelity",
+                             methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
+                             description="MST-GAN x4, fidelity model, structurally pruned from mstgan-x4 "
+                                         "(`mstgan prune mstgan-x4 --out runs/x4-pruned`: inner channels of "
+                                         "the residual blocks by filter importance, trunk to 24 of 48, "
+                                         "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
+                                         "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
     "mstgan-x4-gan": dict(run="runs/x4-gan", kind="gan",
                           methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                           description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
@@ -32,6 +41,9 @@ def main() -> None:
     ap.add_argument("names", nargs="+", choices=sorted(RELEASES))
     ap.add_argument("--frames", type=int, default=None, help="first N frames of each clip (default: all)")
     ap.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val/videos")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the weights already in weights/ again (new card) instead of releasing "
+                         "the run's best.pt")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -42,7 +54,11 @@ def main() -> None:
         runs = [run]
         if name != "mstgan-x4":  # started from the x4 run: its history is part of this model's
             runs.insert(0, ROOT / "runs/x4")
-        meta = ship(run / "best.pt", name, r["kind"], r["description"], runs=runs, clips=clips,
+        source = run / "best.pt"
+        if args.remeasure:  # a copy: ship() rewrites weights/NAME.pt
+            source = Path(tempfile.mkdtemp()) / f"{name}.pt"
+            shutil.copy(ROOT / "weights" / f"{name}.pt", source)
+        meta = ship(source, name, r["kind"], r["description"], runs=runs, clips=clips,
                     weights=ROOT / "weights", max_frames=args.frames, methods=r["methods"])
         print(name, meta["metrics"]["protocol"]["mean"])
 

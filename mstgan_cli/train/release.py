@@ -36,12 +36,14 @@ def run_summary(run: Path) -> dict:
 
 def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: dict | None = None,
             runs: list[Path] | None = None) -> dict:
-    """Write `out` (fp16 checkpoint with meta) from a run's best.pt/last.pt. Returns the meta."""
+    """Write `out` (fp16 checkpoint with meta) from a run's best.pt/last.pt, or from shipped weights
+    (re-measuring them: their training history and step are kept). Returns the meta."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = GeneratorConfig(**ck["config"])
     model = MSTGANGenerator(cfg)
     model.load_state_dict(ck.get("state_dict") or ck["model"])
-    history = [run_summary(r) for r in (runs or [checkpoint.parent])]
+    shipped = ck.get("meta") if ck.get("format") else None  # re-measuring shipped weights
+    history = shipped["training"] if shipped else [run_summary(r) for r in (runs or [checkpoint.parent])]
     meta = {
         "kind": kind,
         "description": description,
@@ -51,7 +53,7 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
         "trained_on": "shared/data/train: 6 real clips + 42 photos (synthetic camera motion); "
                       "degradation: antialiased bicubic downscaling",
         "training": history,
-        "checkpoint_step": ck.get("step"),
+        "checkpoint_step": shipped.get("checkpoint_step") if shipped else ck.get("step"),
         "metrics": metrics or {},
     }
     export_generator(model, out, meta)
