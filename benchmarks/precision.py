@@ -98,7 +98,7 @@ def interleaved_speed(ups: dict[str, ModelUpscaler], frames: list[torch.Tensor],
         t0 = time.perf_counter()
         next(iter(up.process(iter(frames))))  # builds (compiles) the stages for this size
         start = time.perf_counter() - t0
-        x = [pad_frames(f[None], up.model.config.size_multiple).to(up.device, up.dtype)
+        x = [pad_frames(f[None], up.model.config.size_multiple).to(up.device, torch.float32)
              .contiguous(memory_format=torch.channels_last) for f in frames]
         ws = WindowStream(up.model, 1, stages=up.stages(*x[0].shape[-2:]))
         with torch.inference_mode():
