@@ -44,9 +44,10 @@ def main() -> None:
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the weights already in weights/ again (new card) instead of releasing "
                          "the run's best.pt")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     clips = sorted(args.val.glob("*.mkv"))
     for name in args.names:
         r = RELEASES[name]
