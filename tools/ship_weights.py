@@ -6,6 +6,7 @@ validation clips (../shared/data/val/videos) and gets weights/NAME.pt, NAME.md, 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import tempfile
@@ -20,16 +21,16 @@ RELEASES = {
     "mstgan-x4": dict(run="runs/x4", kind="fidelity", methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
                       description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation). "
                                   "The default for x4: the most faithful and the most stable over time."),
-    "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"],
+    "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"], parent_step=1000,
                       description="MST-GAN x2, fidelity model (stage 1), started from the x4 weights."),
-    "mstgan-x4-pruned": dict(run="runs/x4-pruned", kind="fidelity",
+    "mstgan-x4-pruned": dict(run="runs/x4-pruned", kind="fidelity", parent_step=3000,
                              methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                              description="MST-GAN x4, fidelity model, structurally pruned from mstgan-x4 "
                                          "(`mstgan prune mstgan-x4 --out runs/x4-pruned`: inner channels of "
                                          "the residual blocks by filter importance, trunk to 24 of 48, "
                                          "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
                                          "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
-    "mstgan-x4-gan": dict(run="runs/x4-gan", kind="gan",
+    "mstgan-x4-gan": dict(run="runs/x4-gan", kind="gan", parent_step=3000,
                           methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                           description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
                                       "discriminator, temporal and Ping-Pong losses), started from mstgan-x4."),
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the weights already in weights/ again (new card) instead of releasing "
                          "the run's best.pt")
+    ap.add_argument("--card-only", action="store_true",
+                    help="release the run's best.pt again with the stored protocol.json (no measuring): a fresh card")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -52,15 +55,17 @@ def main() -> None:
     for name in args.names:
         r = RELEASES[name]
         run = ROOT / r["run"]
-        runs = [run]
-        if name != "mstgan-x4":  # started from the x4 run: its history is part of this model's
-            runs.insert(0, ROOT / "runs/x4")
-        source = run / "best.pt"
+        runs: list = [run]
+        if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
+            runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
+        source, protocol = run / "best.pt", None
+        if args.card_only:  # the stored measurements, a fresh card and training history
+            protocol = json.loads((ROOT / "weights" / f"{name}.protocol.json").read_text())
         if args.remeasure:  # a copy: ship() rewrites weights/NAME.pt
             source = Path(tempfile.mkdtemp()) / f"{name}.pt"
             shutil.copy(ROOT / "weights" / f"{name}.pt", source)
         meta = ship(source, name, r["kind"], r["description"], runs=runs, clips=clips,
-                    weights=ROOT / "weights", max_frames=args.frames, methods=r["methods"])
+                    weights=ROOT / "weights", max_frames=args.frames, methods=r["methods"], protocol=protocol)
         print(name, meta["metrics"]["protocol"]["mean"])
 
 

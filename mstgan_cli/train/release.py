@@ -16,14 +16,17 @@ from ..model.registry import PRECISIONS, flops_per_pixel
 log = logging.getLogger("mstgan_cli")
 
 
-def run_summary(run: Path) -> dict:
-    """Steps, wall hours and the training configuration of a run, from its log and config."""
+def run_summary(run: Path, upto: int | None = None) -> dict:
+    """Steps, wall hours and the training configuration of a run, from its log and config; only
+    its first `upto` steps when given (a model started from that step of a run that went on)."""
     steps, seconds, last_val = 0, 0.0, None
     log_file = run / "log.jsonl"
     if log_file.exists():
         prev = 0
         for line in log_file.read_text().splitlines():
             rec = json.loads(line)
+            if upto is not None and rec.get("step", 0) > upto:
+                break
             if "it_s" in rec and rec["it_s"] > 0:
                 seconds += (rec["step"] - prev) / rec["it_s"]
                 prev = rec["step"]
@@ -35,7 +38,7 @@ def run_summary(run: Path) -> dict:
 
 
 def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: dict | None = None,
-            runs: list[Path] | None = None) -> dict:
+            runs: list[Path | tuple[Path, int]] | None = None) -> dict:
     """Write `out` (fp16 checkpoint with meta) from a run's best.pt/last.pt, or from shipped weights
     (re-measuring them: their training history and step are kept). Returns the meta."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -43,7 +46,8 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
     model = MSTGANGenerator(cfg)
     model.load_state_dict(ck.get("state_dict") or ck["model"])
     shipped = ck.get("meta") if ck.get("format") else None  # re-measuring shipped weights
-    history = shipped["training"] if shipped else [run_summary(r) for r in (runs or [checkpoint.parent])]
+    history = shipped["training"] if shipped else \
+        [run_summary(*r) if isinstance(r, tuple) else run_summary(r) for r in (runs or [checkpoint.parent])]
     meta = {
         "kind": kind,
         "description": description,
@@ -89,16 +93,18 @@ def model_card(name: str, meta: dict, protocol: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ship(checkpoint: Path, name: str, kind: str, description: str, runs: list[Path],
+def ship(checkpoint: Path, name: str, kind: str, description: str, runs: list[Path | tuple[Path, int]],
          clips: list[Path], weights: Path, max_frames: int | None = None,
-         methods: list[str] | None = None) -> dict:
-    """Release a checkpoint as weights/NAME.pt, measure it with the benchmark protocol on `clips`,
-    store the numbers in its meta and write weights/NAME.md."""
+         methods: list[str] | None = None, protocol: dict | None = None) -> dict:
+    """Release a checkpoint as weights/NAME.pt, measure it with the benchmark protocol on `clips`
+    (or take the given `protocol` result), store the numbers in its meta and write weights/NAME.md.
+    `runs`: the training runs behind it, oldest first; (run, step) for a run it left at that step."""
     path = weights / f"{name}.pt"
     meta = release(checkpoint, path, kind, description, runs=runs)
     scale = GeneratorConfig(**torch.load(path, weights_only=True)["config"]).scale
-    protocol = run_protocol(clips, scale, methods={name: str(path), **{m: m for m in (methods or ["bicubic", "lanczos"])}},
-                            max_frames=max_frames, device="cpu")
+    if protocol is None:
+        protocol = run_protocol(clips, scale, methods={name: str(path), **{m: m for m in (methods or ["bicubic", "lanczos"])}},
+                                max_frames=max_frames, device="cpu")
     strict = jsonable(protocol)
     meta = release(checkpoint, path, kind, description, runs=runs,
                    metrics={"protocol": {"mean": strict["mean"],
