@@ -92,6 +92,7 @@ def test_prune_cli_end_to_end(data, tmp_path):  # noqa: F811
             "--val-every", "2", "--data", str(data / "train"), "--val", str(data / "val"), "--threads", "1", "--json"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
+    assert "step 2: validation PSNR-Y" in r.output  # progress of the fine-tuning on stderr
     summary = json.loads((out / "prune.json").read_text())
     assert summary["widths"] == {"trunk": [8, 8]} and summary["finetune_steps"] == 2
     assert summary["params"] < summary["parent_params"] and "psnr_y" in summary["val"]

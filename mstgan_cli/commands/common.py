@@ -63,3 +63,23 @@ def bar(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=stderr, disable=not (enabled and stderr.is_terminal),
                     transient=True)
+
+
+def training_reporter(total_steps: int, quiet: bool = False) -> Callable[[dict], None]:
+    """A callback for the training loop's records: one line per logged step on stderr (step of
+    total, speed, ETA, the loss terms) and one per validation."""
+    def report(rec: dict) -> None:
+        if quiet:
+            return
+        step = rec.get("step", 0)
+        if "val" in rec:
+            v = rec["val"]
+            parts = [f"PSNR-Y {v['psnr_y']:.3f} dB (+{v['gain']:.2f} over bicubic)"]
+            parts += [f"{k} {v[k]:.4g}" for k in ("lpips", "tof", "tlp100") if k in v]
+            say(f"step {step}: validation {', '.join(parts)}{' (best so far)' if rec.get('best') else ''}")
+        elif "it_s" in rec and rec["it_s"] > 0:
+            eta = (total_steps - step) / rec["it_s"]
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "lr", "it_s"))
+            say(f"step {step}/{total_steps} ({step / max(1, total_steps):.0%}), {rec['it_s']:.2f} it/s, "
+                f"ETA {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m; {losses}")
+    return report

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import fail, say, setup_logging, stderr
+from .common import fail, say, setup_logging, stderr, training_reporter
 
 PRUNE_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -65,7 +65,7 @@ def prune_cmd(
         summary = run_prune(parent, out, groups, dict(
             data=str(data), val=str(val), steps=steps, batch=batch, lr=lr,
             warmup=min(100, max(1, steps // 10)), val_every=min(val_every, max(steps, 1)),
-            max_minutes=max_minutes, threads=threads))
+            max_minutes=max_minutes, threads=threads), on_log=training_reporter(steps, quiet))
     except MstganError as exc:
         raise fail(str(exc), exc.exit_code) from None
     if as_json:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import fail, say, setup_logging
+from .common import fail, say, setup_logging, training_reporter
 
 TRAIN_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -81,5 +81,5 @@ def train_cmd(
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, threads=threads, seed=seed)
-    run = train(cfg)
+    run = train(cfg, on_log=training_reporter(steps, quiet))
     say(f"run saved in {run} (resume with the same command)", quiet)
