@@ -55,7 +55,7 @@ def main() -> None:
     for name in args.names:
         r = RELEASES[name]
         run = ROOT / r["run"]
-        runs: list = [run]
+        runs: list = [ROOT / e for e in r.get("earlier", [])] + [run]  # fine-tunes chained after one another
         if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
             runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
         source, protocol = run / "best.pt", None
