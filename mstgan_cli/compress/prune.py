@@ -192,11 +192,11 @@ def run_prune(parent: Path, out: Path, keep: dict[str, float], train_overrides: 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, _ = load_generator(parent)
-    val_clips = load_val_clips(Path(cfg.val), model.config.scale, cache=Path(cfg.cache))
-    cpu = torch.device("cpu")
-    if summary_file.exists() and init.exists():
+    if summary_file.exists() and init.exists():  # resuming: pruned and measured already
         summary = json.loads(summary_file.read_text())
     else:
+        val_clips = load_val_clips(Path(cfg.val), model.config.scale, cache=Path(cfg.cache))
+        cpu = torch.device("cpu")
         res = prune_generator(model, keep)
         atomic_save({"config": res.model.config.to_dict(), "state_dict": res.model.state_dict()}, init)
         summary = {
