@@ -118,3 +118,43 @@ def test_ship_measures_and_writes_a_card(data, tmp_path):
     card = (wdir / "mstgan-t-x2.md").read_text()
     assert "FLOPs per input pixel" in card and "| pan.mkv" in card.replace("|  pan", "| pan")
     assert json.loads((wdir / "mstgan-t-x2.protocol.json").read_text())["scale"] == 2
+
+
+def test_stage2_ema_is_what_is_validated_kept_and_resumed(data, tmp_path):
+    run = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
+    cfg = _cfg(data, tmp_path / "ema", stage=2, steps=2, val_every=2, init=str(run / "best.pt"),
+               w_perceptual=0.05, w_ftemporal=1.0, vgg_layers="relu1_2", ema=0.5)
+    run2 = train(cfg)
+    last = torch.load(run2 / "last.pt", weights_only=False)
+    best = torch.load(run2 / "best.pt", weights_only=False)
+    assert last["ema"] is not None
+    # the average lags the trained weights, and the average is what best.pt holds
+    assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in last["model"])
+    assert all(torch.equal(best["state_dict"][k], last["ema"][k]) for k in last["ema"])
+    # resume: the average carries over instead of restarting from the trained weights
+    cfg.steps = 3
+    cfg.val_every = 3
+    train(cfg)
+    last2 = torch.load(run2 / "last.pt", weights_only=False)
+    assert last2["step"] == 3
+    k = next(iter(last["model"]))
+    expect = last["ema"][k].lerp(last2["model"][k], 0.5)
+    torch.testing.assert_close(last2["ema"][k], expect)
+
+
+def test_feature_temporal_loss_punishes_flicker_not_a_steady_error():
+    from mstgan_cli.train.adversarial import feature_losses
+    from mstgan_cli.train.loop import PerceptualLoss
+
+    vgg = PerceptualLoss(torch.device("cpu"), ["relu1_2", "relu2_2"])
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 1, 3, 48, 48, generator=g)
+    hr3 = base.expand(1, 3, 3, 48, 48)          # a still shot: like tLP, the loss is not motion-compensated
+    zero_per, zero_ft = feature_losses(vgg, hr3, hr3)
+    assert zero_per == 0 and zero_ft == 0
+    steady = (hr3 + 0.05 * torch.randn(1, 1, 3, 48, 48, generator=g)).clamp(0, 1)  # same error each frame
+    flicker = (hr3 + 0.05 * torch.randn(1, 3, 3, 48, 48, generator=g)).clamp(0, 1)
+    per_s, ft_s = feature_losses(vgg, steady, hr3)
+    per_f, ft_f = feature_losses(vgg, flicker, hr3)
+    assert per_s > 0.01 and per_f > 0.01 and abs(per_s / per_f - 1) < 0.2
+    assert ft_s < 1e-6 < 0.01 < ft_f

@@ -46,6 +46,10 @@ def train_cmd(
                                                  "change must match the ground truth's).")] = 0.5,
     pingpong: Annotated[float, typer.Option(help="Stage 2: weight of the Ping-Pong loss (the reversed "
                                                  "window must give the same frame).")] = 0.5,
+    ftemporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss on VGG features "
+                                                  "(the space tLP measures flicker in).")] = 0.0,
+    ema: Annotated[float, typer.Option(help="Stage 2: decay of a moving average of the weights, which is "
+                                            "what is validated and kept, e.g. 0.999 (0: off).")] = 0.0,
     warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 300,
     noise_steps: Annotated[int, typer.Option(help="Stage 2: steps over which the discriminator's "
                                                   "instance noise fades to zero.")] = 5000,
@@ -79,7 +83,7 @@ def train_cmd(
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
-                      warmup=warmup, noise_steps=noise_steps,
+                      w_ftemporal=ftemporal, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))
     say(f"run saved in {run} (resume with the same command)", quiet)

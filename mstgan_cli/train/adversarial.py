@@ -6,17 +6,39 @@ generator produces three consecutive output frames (the triplet the discriminato
 
 - temporal loss: the change between consecutive outputs must match the change between the
   ground-truth frames, |(y_t - y_t-1) - (x_t - x_t-1)|;
+- feature-temporal loss (optional): the same on VGG feature maps, the space tLP measures flicker
+  in; it needs the VGG features of all three frames, so the perceptual loss then covers all three;
 - Ping-Pong loss: the window played backwards must give the same centre frame (L2);
+- an exponential moving average of the weights (optional) is what gets validated and released:
+  it averages out the step-to-step jitter adversarial training adds;
 - instance noise on the discriminator's inputs, annealed to zero, against collapse.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 
 from ..model.discriminator import SpatioTemporalDiscriminator, upscale_flow
 from ..model.generator import MSTGANGenerator
-from .loop import FidelityStage, TrainConfig, charbonnier, flow_losses
+from .loop import FidelityStage, PerceptualLoss, TrainConfig, charbonnier, flow_losses
+
+
+def feature_losses(vgg: PerceptualLoss, sr3: torch.Tensor, hr3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perceptual loss over all frames of (B, 3, 3, H, W) triplets, and the feature-temporal loss:
+    the change of each VGG map between consecutive outputs must match the ground truth's."""
+    b, n = sr3.shape[:2]
+    fs = vgg.features(sr3.flatten(0, 1))
+    with torch.no_grad():
+        fh = vgg.features(hr3.flatten(0, 1))
+    per = sr3.new_zeros(())
+    ft = sr3.new_zeros(())
+    for a, r in zip(fs, fh):
+        a, r = a.unflatten(0, (b, n)), r.unflatten(0, (b, n))
+        per = per + (a - r).abs().mean()
+        ft = ft + ((a[:, 1:] - a[:, :-1]) - (r[:, 1:] - r[:, :-1])).abs().mean()
+    return per / len(fs), ft / len(fs)
 
 
 class AdversarialStage(FidelityStage):
@@ -27,6 +49,14 @@ class AdversarialStage(FidelityStage):
         self.disc = SpatioTemporalDiscriminator().to(device)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
         self.steps_done = 0
+        if cfg.w_ftemporal > 0 and self.perceptual is None:
+            self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(","))
+        self.ema = None
+        if cfg.ema > 0:
+            self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def eval_model(self) -> MSTGANGenerator:
+        return self.ema if self.ema is not None else self.model
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
@@ -64,7 +94,11 @@ class AdversarialStage(FidelityStage):
                 + cfg.w_smooth * l_smooth + cfg.w_adv * l_adv)
         parts = {"pix": l_pix.item(), "temporal": l_temp.item(), "pingpong": l_pp.item(),
                  "warp": l_warp.item(), "smooth": l_smooth.item(), "adv": l_adv.item()}
-        if self.perceptual is not None:
+        if self.perceptual is not None and cfg.w_ftemporal > 0:
+            l_per, l_ft = feature_losses(self.perceptual, sr3, hr3)
+            loss = loss + cfg.w_perceptual * l_per + cfg.w_ftemporal * l_ft
+            parts.update(perceptual=l_per.item(), ftemporal=l_ft.item())
+        elif self.perceptual is not None:
             l_per = self.perceptual(sr3[:, 1], hr3[:, 1])  # the middle frame: a third of the cost
             loss = loss + cfg.w_perceptual * l_per
             parts["perceptual"] = l_per.item()
@@ -72,6 +106,10 @@ class AdversarialStage(FidelityStage):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g.parameters(), 1.0)
         self.opt.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), g.parameters()):
+                    e.lerp_(p, 1.0 - cfg.ema)
 
         # discriminator: hinge loss on real vs generated triplets
         self.disc.requires_grad_(True)
@@ -91,7 +129,8 @@ class AdversarialStage(FidelityStage):
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "disc": self.disc.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "stage2_steps": self.steps_done,
-                "reference": self.reference}
+                "reference": self.reference,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
@@ -100,6 +139,8 @@ class AdversarialStage(FidelityStage):
             self.opt_d.load_state_dict(state["opt_d"])
             self.steps_done = state.get("stage2_steps", 0)
             self.reference = state.get("reference")
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
 
     def score(self, v: dict) -> float:
         """Higher is better: minus LPIPS. Checkpoints that fall below bicubic on any clip, or whose

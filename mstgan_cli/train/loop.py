@@ -57,6 +57,9 @@ class TrainConfig:
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame
+    w_ftemporal: float = 0.0     # stage 2: the same as w_temporal, on VGG features (tLP's space)
+    ema: float = 0.0             # stage 2: decay of an exponential moving average of the weights,
+                                 # which is what is validated and released (0: off)
     noise: float = 0.1           # stage 2: instance noise std on D's inputs at the start...
     noise_steps: int = 5000      # ...annealed linearly to zero over this many steps
     init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
@@ -194,7 +197,7 @@ class FidelityStage:
     def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
         self.model, self.cfg = model, cfg
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-        self.perceptual = perceptual_loss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
+        self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
 
     def set_lr(self, lr: float) -> None:
         for gr in self.opt.param_groups:
@@ -222,6 +225,10 @@ class FidelityStage:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         return parts
+
+    def eval_model(self) -> MSTGANGenerator:
+        """The weights that are validated and saved as best.pt."""
+        return self.model
 
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict()}
@@ -288,7 +295,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
 
     if hasattr(stage, "reference") and stage.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
-        stage.reference = validate(model, val_clips, cfg.val_frames, device, lpips=True)
+        stage.reference = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
         emit({"step": step, "reference": stage.reference})
     stop = _StopFlag()
     t0 = last_save = tick = time.time()
@@ -309,12 +316,13 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                   **{k: v / (step - tick_step) for k, v in acc.items()}})
             tick, tick_step, acc = now, step, {}
         if step % cfg.val_every == 0 or step == end:
-            v = validate(model, val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+            v = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
             score = stage.score(v)
             is_best = best is None or score > best
             if is_best:
                 best = score
-                atomic_save({"config": gcfg.to_dict(), "state_dict": model.state_dict(), "step": step, "val": v},
+                atomic_save({"config": gcfg.to_dict(), "state_dict": stage.eval_model().state_dict(),
+                             "step": step, "val": v},
                             out / "best.pt")
             emit({"step": step, "val": v, "best": is_best})
             plot_curves(out)
@@ -330,16 +338,21 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     return out
 
 
-def perceptual_loss(device: torch.device, layers: list[str]):
-    """VGG16 feature loss (L1 between the given relu feature maps), frozen ImageNet weights."""
-    from ..model.vgg import load_vgg_features
+class PerceptualLoss:
+    """VGG16 feature loss (L1 between the given relu feature maps), frozen ImageNet weights.
+    ``features`` exposes the maps themselves (stage 2 compares their changes over time)."""
 
-    vgg = load_vgg_features(layers=layers).to(device).eval()
-    for p in vgg.parameters():
-        p.requires_grad_(False)
+    def __init__(self, device: torch.device, layers: list[str]) -> None:
+        from ..model.vgg import load_vgg_features
 
-    def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = vgg(x), vgg(y)
+        self.vgg = load_vgg_features(layers=layers).to(device).eval()
+        for p in self.vgg.parameters():
+            p.requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.vgg(x)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        fx, fy = self.vgg(x), self.vgg(y)
         return sum((a - b).abs().mean() for a, b in zip(fx, fy)) / len(fx)
 
-    return loss
