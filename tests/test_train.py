@@ -87,7 +87,8 @@ def test_stage2_steps_and_release(data, tmp_path, monkeypatch):
     recs = [json.loads(line) for line in (run2 / "log.jsonl").read_text().splitlines()]
     assert "lpips" in recs[-1]["val"]
     # stage 2 measures its starting weights first, and validates temporal stability too
-    assert recs[0]["step"] == 0 and {"lpips", "tof", "tlp100"} <= set(recs[0]["reference"])
+    assert recs[0] == {"step": 0, "start": "init"}
+    assert recs[1]["step"] == 0 and {"lpips", "tof", "tlp100"} <= set(recs[1]["reference"])
     assert recs[-1]["val"]["tof"] >= 0 and recs[-1]["val"]["tlp100"] >= 0
     wdir = tmp_path / "weights"
     meta = release(run2 / "best.pt", wdir / "mstgan-test-x2.pt", "gan", "test", runs=[run, run2])
@@ -158,3 +159,20 @@ def test_feature_temporal_loss_punishes_flicker_not_a_steady_error():
     per_f, ft_f = feature_losses(vgg, flicker, hr3)
     assert per_s > 0.01 and per_f > 0.01 and abs(per_s / per_f - 1) < 0.2
     assert ft_s < 1e-6 < 0.01 < ft_f
+
+
+def test_run_summary_counts_a_run_begun_from_a_copied_checkpoint_from_there(data, tmp_path):
+    import shutil
+
+    from mstgan_cli.train.release import run_summary
+
+    a = train(_cfg(data, tmp_path / "a", until=4))
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copy(a / "last.pt", b / "last.pt")  # e.g. a learning-rate anneal in a run of its own
+    train(_cfg(data, b))
+    recs = [json.loads(line) for line in (b / "log.jsonl").read_text().splitlines()]
+    assert recs[0] == {"step": 4, "start": "resume"}
+    assert run_summary(b)["steps"] == 2 and run_summary(a)["steps"] == 4
+    train(_cfg(data, a))  # resumed in place: the marker is not the first record, all 6 steps count
+    assert run_summary(a)["steps"] == 6 and run_summary(a, 4)["steps"] == 4

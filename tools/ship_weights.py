@@ -18,8 +18,10 @@ from mstgan_cli.train.release import ship
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = {
-    "mstgan-x4": dict(run="runs/x4", kind="fidelity", methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
-                      description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation). "
+    "mstgan-x4": dict(run="runs/x4-anneal", earlier=[("runs/x4", 9158)], kind="fidelity",
+                      methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
+                      description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation; "
+                                  "runs/x4 to step 9158, then its learning rate annealed in runs/x4-anneal). "
                                   "The default for x4: the most faithful and the most stable over time."),
     "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"], parent_step=1000,
                       description="MST-GAN x2, fidelity model (stage 1), started from the x4 weights."),
@@ -55,7 +57,8 @@ def main() -> None:
     for name in args.names:
         r = RELEASES[name]
         run = ROOT / r["run"]
-        runs: list = [ROOT / e for e in r.get("earlier", [])] + [run]  # fine-tunes chained after one another
+        # fine-tunes chained after one another; (run, step) for a run that was left at that step
+        runs: list = [(ROOT / e[0], e[1]) if isinstance(e, tuple) else ROOT / e for e in r.get("earlier", [])] + [run]
         if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
             runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
         source, protocol = run / "best.pt", None

@@ -293,6 +293,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         if on_log:
             on_log(rec)
 
+    # where this process started: a run may be resumed many times, or from a copied checkpoint
+    emit({"step": step, "start": "resume" if last.exists() else ("init" if cfg.init else "fresh")})
     if hasattr(stage, "reference") and stage.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
         stage.reference = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=True)

@@ -14,7 +14,7 @@ def read_log(run: Path) -> tuple[list[dict], list[dict]]:
     f = Path(run) / "log.jsonl"
     for line in f.read_text().splitlines() if f.exists() else []:
         rec = json.loads(line)
-        if "reference" in rec:  # stage 2's measurement of its starting weights
+        if "reference" in rec or "start" in rec:  # stage 2's starting weights; a (re)start marker
             continue
         (val if "val" in rec else train).append(rec)
     return train, val

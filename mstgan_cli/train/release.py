@@ -19,7 +19,7 @@ log = logging.getLogger("mstgan_cli")
 def run_summary(run: Path, upto: int | None = None) -> dict:
     """Steps, wall hours and the training configuration of a run, from its log and config; only
     its first `upto` steps when given (a model started from that step of a run that went on)."""
-    steps, seconds, last_val = 0, 0.0, None
+    steps, seconds, last_val, first, n = 0, 0.0, None, 0, 0
     log_file = run / "log.jsonl"
     if log_file.exists():
         prev = 0
@@ -27,6 +27,11 @@ def run_summary(run: Path, upto: int | None = None) -> dict:
             rec = json.loads(line)
             if upto is not None and rec.get("step", 0) > upto:
                 break
+            if "start" in rec:  # a (re)start: steps before it were not trained in this stretch
+                prev = rec["step"]
+                if n == 0:  # the run began from another run's checkpoint at this step
+                    first = rec["step"]
+            n += 1
             if "it_s" in rec and rec["it_s"] > 0:
                 seconds += (rec["step"] - prev) / rec["it_s"]
                 prev = rec["step"]
@@ -34,6 +39,7 @@ def run_summary(run: Path, upto: int | None = None) -> dict:
                 last_val = rec["val"]
             steps = max(steps, rec.get("step", 0))
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    steps -= first  # a run begun from another run's checkpoint counts only its own steps
     return {"steps": steps, "train_hours": round(seconds / 3600, 2), "last_val": last_val, "train_config": cfg}
 
 
