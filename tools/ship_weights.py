@@ -18,10 +18,8 @@ from mstgan_cli.train.release import ship
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = {
-    "mstgan-x4": dict(run="runs/x4-anneal", earlier=[("runs/x4", 9158)], kind="fidelity",
-                      methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
-                      description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation; "
-                                  "runs/x4 to step 9158, then its learning rate annealed in runs/x4-anneal). "
+    "mstgan-x4": dict(run="runs/x4", kind="fidelity", methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
+                      description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation). "
                                   "The default for x4: the most faithful and the most stable over time."),
     "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"], parent_step=1000,
                       description="MST-GAN x2, fidelity model (stage 1), started from the x4 weights."),
@@ -32,7 +30,7 @@ RELEASES = {
                                          "the residual blocks by filter importance, trunk to 24 of 48, "
                                          "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
                                          "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
-    "mstgan-x4-gan": dict(run="runs/x4-gan", kind="gan", parent_step=3000,
+    "mstgan-x4-gan": dict(run="runs/x4-gan3", kind="gan", parent_step=6000,
                           methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                           description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
                                       "discriminator, temporal and Ping-Pong losses), started from mstgan-x4."),
