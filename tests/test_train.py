@@ -124,11 +124,18 @@ def test_ship_measures_and_writes_a_card(data, tmp_path):
 def test_stage2_ema_is_what_is_validated_kept_and_resumed(data, tmp_path):
     run = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
     cfg = _cfg(data, tmp_path / "ema", stage=2, steps=2, val_every=2, init=str(run / "best.pt"),
-               w_perceptual=0.05, w_ftemporal=1.0, vgg_layers="relu1_2", ema=0.5)
+               w_perceptual=0.05, w_ftemporal=1.0, vgg_layers="relu1_2", ema=0.5, seed=1)
     run2 = train(cfg)
     last = torch.load(run2 / "last.pt", weights_only=False)
     best = torch.load(run2 / "best.pt", weights_only=False)
     assert last["ema"] is not None
+    # the average starts at the --init weights: after two steps at decay 0.5 it is
+    # 0.25 init + 0.25 step 1 + 0.5 step 2, nowhere near a random initialisation
+    init = torch.load(run / "best.pt", weights_only=False)["state_dict"]
+    recs = [json.loads(line) for line in (run2 / "log.jsonl").read_text().splitlines()]
+    ref = torch.load(run / "best.pt", weights_only=False)["val"]
+    assert abs(recs[1]["reference"]["psnr_y"] - ref["psnr_y"]) < 0.1  # (other frames: room for a pair)
+    assert max((last["ema"][k] - init[k]).abs().max() for k in init) < 0.05
     # the average lags the trained weights, and the average is what best.pt holds
     assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in last["model"])
     assert all(torch.equal(best["state_dict"][k], last["ema"][k]) for k in last["ema"])

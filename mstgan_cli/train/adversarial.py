@@ -51,12 +51,18 @@ class AdversarialStage(FidelityStage):
         self.steps_done = 0
         if cfg.w_ftemporal > 0 and self.perceptual is None:
             self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(","))
-        self.ema = None
+        self.ema, self._ema_restored = None, False
         if cfg.ema > 0:
             self.ema = copy.deepcopy(model).eval().requires_grad_(False)
 
     def eval_model(self) -> MSTGANGenerator:
         return self.ema if self.ema is not None else self.model
+
+    def begin(self) -> None:
+        """Training starts: an average not restored from a checkpoint starts at the current weights
+        (those just loaded with --init), not at the random ones the stage was built around."""
+        if self.ema is not None and not self._ema_restored:
+            self.ema.load_state_dict(self.model.state_dict())
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
@@ -141,6 +147,7 @@ class AdversarialStage(FidelityStage):
             self.reference = state.get("reference")
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
+                self._ema_restored = True
 
     def score(self, v: dict) -> float:
         """Higher is better: minus LPIPS. Checkpoints that fall below bicubic on any clip, or whose

@@ -230,6 +230,9 @@ class FidelityStage:
         """The weights that are validated and saved as best.pt."""
         return self.model
 
+    def begin(self) -> None:
+        """Called once the weights are loaded (resumed or --init), before the first step."""
+
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict()}
 
@@ -293,6 +296,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         if on_log:
             on_log(rec)
 
+    stage.begin()
     # where this process started: a run may be resumed many times, or from a copied checkpoint
     emit({"step": step, "start": "resume" if last.exists() else ("init" if cfg.init else "fresh")})
     if hasattr(stage, "reference") and stage.reference is None:
