@@ -1,0 +1,138 @@
+"""End to end: `mstgan upscale` itself in each precision x backend, side by side in one run.
+
+`benchmarks/precision.py` times the model stream alone; this times the whole command a user runs
+(probe, decode, model, encode with the default encoder settings, remux, integrity check) as a
+subprocess, on a clip of ``--size`` LR frames (frames of a training clip resized; a synthetic pan
+when ``../shared`` is absent), upscaled x4 (``--scale 4``, no further resize).
+
+Each configuration first runs once on a few frames (filling Inductor's on-disk cache, as any
+second run of a user would find it), then on ``--short`` and ``--long`` frames, ``--rounds``
+times, the configurations taken in turns so background load hits all alike. Reported per
+configuration (medians):
+
+- "job s": wall time of the ``--long`` job, start-up (loading, compiling from the cache,
+  calibrating) included;
+- "s/frame": (long - short) / (frames between): what each further frame costs end to end;
+- speed-ups of both against fp32 eager.
+
+    python benchmarks/e2e_precision.py --out benchmarks/results
+
+Writes ``--out``/e2e_precision.md and e2e_precision.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [("fp32", "eager"), ("bf16", "eager"), ("fp32", "compile"), ("bf16", "compile"), ("int8", "compile")]
+
+
+def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | None) -> None:
+    """A lossless FFV1 clip of `frames` frames at `size` (W, H)."""
+    import av
+    from PIL import Image
+
+    w, h = size
+    imgs: list[np.ndarray] = []
+    if source is not None and source.exists():
+        with av.open(str(source)) as c:
+            for f in c.decode(video=0):
+                imgs.append(np.asarray(f.to_image().resize((w, h), Image.BICUBIC)))
+                if len(imgs) == frames:
+                    break
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.fromarray((rng.random((h // 4, w // 4 + frames, 3)) * 255).astype(np.uint8))
+                      .resize((w + 4 * frames, h), Image.BICUBIC))
+    while len(imgs) < frames:  # a pan, when the clip is missing or short
+        i = len(imgs)
+        imgs.append(np.ascontiguousarray(base[:, 4 * i:4 * i + w]))
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for img in imgs:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def run_job(src: Path, out: Path, precision: str, backend: str, model: str, threads: int) -> float:
+    cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "--scale", "4", "--model", model,
+           "--precision", precision, "--backend", backend, "--device", "cpu", "-o", str(out), "-y", "-q"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
+    t = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mstgan-x4")
+    ap.add_argument("--size", default="480x272", help="LR frame size WxH")
+    ap.add_argument("--short", type=int, default=10)
+    ap.add_argument("--long", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
+    ap.add_argument("--source", type=Path, default=REPO.parent / "shared/data/train/videos/cockatoo.mkv")
+    ap.add_argument("--out", type=Path, default=None, help="folder for e2e_precision.md/json (default: print only)")
+    a = ap.parse_args()
+    configs = [c for c in CONFIGS if not a.only or f"{c[0]}-{c[1]}" in a.only.split(",")]
+    w, h = (int(v) for v in a.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        srcs = {}
+        for n in (3, a.short, a.long):
+            srcs[n] = tmp / f"src{n}.mkv"
+            write_source(srcs[n], n, (w, h), a.source)
+        for p, b in configs:  # warm-up: Inductor's cache, the int8 calibration cache
+            run_job(srcs[3], tmp / "warm.mkv", p, b, a.model, a.threads)
+        walls: dict[str, dict[int, list[float]]] = {f"{p}-{b}": {a.short: [], a.long: []} for p, b in configs}
+        started = datetime.datetime.now(datetime.timezone.utc)
+        load0 = os.getloadavg()[0]
+        for _ in range(a.rounds):
+            for n in (a.short, a.long):
+                for p, b in configs:
+                    walls[f"{p}-{b}"][n].append(run_job(srcs[n], tmp / "out.mkv", p, b, a.model, a.threads))
+        load1 = os.getloadavg()[0]
+    rows = {}
+    for key, d in walls.items():
+        short, long_ = statistics.median(d[a.short]), statistics.median(d[a.long])
+        rows[key] = {"job_s": long_, "short_s": short, "s_per_frame": (long_ - short) / (a.long - a.short)}
+    base = rows.get("fp32-eager")
+    lines = [f"`mstgan upscale` x4 of {a.long} (and {a.short}) {a.size} frames, model {a.model}, {a.threads} threads, "
+             f"median of {a.rounds} round(s); {platform.processor() or platform.machine()}; "
+             f"{started:%Y-%m-%d %H:%M} UTC, load average {load0:.1f} -> {load1:.1f}.", "",
+             "| precision | backend | job s | job speed-up | s/frame | per-frame speed-up |",
+             "|---|---|---:|---:|---:|---:|"]
+    for key, r in rows.items():
+        p, b = key.split("-")
+        js = f"{base['job_s'] / r['job_s']:.2f}x" if base else "-"
+        fs = f"{base['s_per_frame'] / r['s_per_frame']:.2f}x" if base else "-"
+        lines.append(f"| {p} | {b} | {r['job_s']:.1f} | {js} | {r['s_per_frame']:.3f} | {fs} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "e2e_precision.md").write_text(text + "\n")
+        (a.out / "e2e_precision.json").write_text(json.dumps(
+            {"args": {k: str(v) for k, v in vars(a).items()}, "walls": walls, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
