@@ -183,3 +183,22 @@ def test_run_summary_counts_a_run_begun_from_a_copied_checkpoint_from_there(data
     assert run_summary(b)["steps"] == 2 and run_summary(a)["steps"] == 4
     train(_cfg(data, a))  # resumed in place: the marker is not the first record, all 6 steps count
     assert run_summary(a)["steps"] == 6 and run_summary(a, 4)["steps"] == 4
+
+
+def test_train_cli_stops_at_until_and_resumes_to_the_end(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from mstgan_cli.cli import app
+
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--data", str(data / "train"), "--val", str(data / "val"),
+            "--scale", "2", "--window", "3", "--generator", json.dumps(TINY), "--steps", "4", "--batch", "2",
+            "--patch", "16", "--val-every", "2", "--threads", "1", "-q"]
+    r = CliRunner().invoke(app, args + ["--until", "2"])
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 4
+    starts = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line]
+    assert starts == [{"step": 0, "start": "fresh"}, {"step": 2, "start": "resume"}]

@@ -56,6 +56,8 @@ def train_cmd(
     generator: Annotated[str, typer.Option(help='Generator overrides as JSON, e.g. \'{"trunk": 64}\'.')] = "{}",
     val_every: Annotated[int, typer.Option(help="Validate (and keep the best) every N steps.")] = 500,
     max_minutes: Annotated[float, typer.Option(help="Stop cleanly after this many minutes (0: no limit).")] = 0.0,
+    until: Annotated[int, typer.Option(help="Stop cleanly at this step, leaving the schedule (--steps) "
+                                            "as it is; resume later with a larger --until (0: at --steps).")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: PyTorch's default).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     plot: Annotated[bool, typer.Option("--plot", help="Only redraw the run's curves.png.")] = False,
@@ -84,6 +86,6 @@ def train_cmd(
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, ema=ema, warmup=warmup, noise_steps=noise_steps,
-                      val_every=val_every, max_minutes=max_minutes, threads=threads, seed=seed)
+                      val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))
     say(f"run saved in {run} (resume with the same command)", quiet)
