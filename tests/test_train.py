@@ -124,7 +124,7 @@ def test_ship_measures_and_writes_a_card(data, tmp_path):
 def test_stage2_ema_is_what_is_validated_kept_and_resumed(data, tmp_path):
     run = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
     cfg = _cfg(data, tmp_path / "ema", stage=2, steps=2, val_every=2, init=str(run / "best.pt"),
-               w_perceptual=0.05, w_ftemporal=1.0, vgg_layers="relu1_2", ema=0.5, seed=1)
+               w_perceptual=0.05, w_ftemporal=1.0, vgg_layers="relu1_2", ema=0.5, seed=1, w_tflow=0.1)
     run2 = train(cfg)
     last = torch.load(run2 / "last.pt", weights_only=False)
     best = torch.load(run2 / "best.pt", weights_only=False)
@@ -136,6 +136,8 @@ def test_stage2_ema_is_what_is_validated_kept_and_resumed(data, tmp_path):
     ref = torch.load(run / "best.pt", weights_only=False)["val"]
     assert abs(recs[1]["reference"]["psnr_y"] - ref["psnr_y"]) < 0.1  # (other frames: room for a pair)
     assert max((last["ema"][k] - init[k]).abs().max() for k in init) < 0.05
+    # the motion loss's flow network is the starting one, frozen, and kept for a resume
+    assert all(torch.equal(v, init["flownet." + k].float()) for k, v in last["motion"].items())
     # the average lags the trained weights, and the average is what best.pt holds
     assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in last["model"])
     assert all(torch.equal(best["state_dict"][k], last["ema"][k]) for k in last["ema"])
@@ -202,3 +204,19 @@ def test_train_cli_stops_at_until_and_resumes_to_the_end(data, tmp_path):
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 4
     starts = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line]
     assert starts == [{"step": 0, "start": "fresh"}, {"step": 2, "start": "resume"}]
+
+
+def test_motion_loss_sees_motion_that_does_not_match():
+    from mstgan_cli.model.generator import FlowNet
+    from mstgan_cli.train.adversarial import motion_loss
+
+    torch.manual_seed(0)
+    net = FlowNet(3, 8).eval().requires_grad_(False)
+    base = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 72, 72), 3, 1)[..., :64, :64]
+    hr3 = torch.stack([base.roll(i, -1) for i in range(3)], 1)      # moves 1 px a frame
+    still = base[:, None].expand_as(hr3)                              # does not move
+    assert motion_loss(net, hr3, hr3) == 0
+    assert motion_loss(net, still, hr3) > 0
+    sr = hr3.clone().requires_grad_(True)
+    motion_loss(net, sr + 0.01 * torch.randn_like(sr), hr3).backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0

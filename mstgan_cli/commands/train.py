@@ -48,6 +48,9 @@ def train_cmd(
                                                  "window must give the same frame).")] = 0.5,
     ftemporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss on VGG features "
                                                   "(the space tLP measures flicker in).")] = 0.0,
+    tflow: Annotated[float, typer.Option(help="Stage 2: weight of the motion loss (the flow between "
+                                              "consecutive outputs must match the ground truth's; what tOF "
+                                              "measures).")] = 0.0,
     ema: Annotated[float, typer.Option(help="Stage 2: decay of a moving average of the weights, which is "
                                             "what is validated and kept, e.g. 0.999 (0: off).")] = 0.0,
     warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 300,
@@ -85,7 +88,7 @@ def train_cmd(
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
-                      w_ftemporal=ftemporal, ema=ema, warmup=warmup, noise_steps=noise_steps,
+                      w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))
     say(f"run saved in {run} (resume with the same command)", quiet)

@@ -8,6 +8,9 @@ generator produces three consecutive output frames (the triplet the discriminato
   ground-truth frames, |(y_t - y_t-1) - (x_t - x_t-1)|;
 - feature-temporal loss (optional): the same on VGG feature maps, the space tLP measures flicker
   in; it needs the VGG features of all three frames, so the perceptual loss then covers all three;
+- motion loss (optional): the optical flow between consecutive outputs must match the flow between
+  the ground-truth frames (what tOF compares), both measured by a frozen copy of the generator's
+  flow network as it was when the stage began;
 - Ping-Pong loss: the window played backwards must give the same centre frame (L2);
 - an exponential moving average of the weights (optional) is what gets validated and released:
   it averages out the step-to-step jitter adversarial training adds;
@@ -41,6 +44,15 @@ def feature_losses(vgg: PerceptualLoss, sr3: torch.Tensor, hr3: torch.Tensor) ->
     return per / len(fs), ft / len(fs)
 
 
+def motion_loss(flownet: torch.nn.Module, sr3: torch.Tensor, hr3: torch.Tensor) -> torch.Tensor:
+    """Mean |flow(output pair) - flow(ground-truth pair)| over the consecutive pairs of (B, 3, 3, H, W)
+    triplets, in HR pixels."""
+    a, b = sr3[:, 1:].flatten(0, 1), sr3[:, :-1].flatten(0, 1)
+    with torch.no_grad():
+        ref = flownet(hr3[:, 1:].flatten(0, 1), hr3[:, :-1].flatten(0, 1))
+    return (flownet(a, b) - ref).abs().mean()
+
+
 class AdversarialStage(FidelityStage):
     extra_frames = 2
 
@@ -51,6 +63,7 @@ class AdversarialStage(FidelityStage):
         self.steps_done = 0
         if cfg.w_ftemporal > 0 and self.perceptual is None:
             self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(","))
+        self.motion: torch.nn.Module | None = None  # the frozen flow network of the motion loss
         self.ema, self._ema_restored = None, False
         if cfg.ema > 0:
             self.ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -63,6 +76,8 @@ class AdversarialStage(FidelityStage):
         (those just loaded with --init), not at the random ones the stage was built around."""
         if self.ema is not None and not self._ema_restored:
             self.ema.load_state_dict(self.model.state_dict())
+        if self.cfg.w_tflow > 0 and self.motion is None:
+            self.motion = copy.deepcopy(self.model.flownet).eval().requires_grad_(False)
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
@@ -100,6 +115,10 @@ class AdversarialStage(FidelityStage):
                 + cfg.w_smooth * l_smooth + cfg.w_adv * l_adv)
         parts = {"pix": l_pix.item(), "temporal": l_temp.item(), "pingpong": l_pp.item(),
                  "warp": l_warp.item(), "smooth": l_smooth.item(), "adv": l_adv.item()}
+        if self.motion is not None:
+            l_mot = motion_loss(self.motion, sr3, hr3)
+            loss = loss + cfg.w_tflow * l_mot
+            parts["tflow"] = l_mot.item()
         if self.perceptual is not None and cfg.w_ftemporal > 0:
             l_per, l_ft = feature_losses(self.perceptual, sr3, hr3)
             loss = loss + cfg.w_perceptual * l_per + cfg.w_ftemporal * l_ft
@@ -136,7 +155,8 @@ class AdversarialStage(FidelityStage):
         return {"opt": self.opt.state_dict(), "disc": self.disc.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "stage2_steps": self.steps_done,
                 "reference": self.reference,
-                "ema": self.ema.state_dict() if self.ema is not None else None}
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "motion": self.motion.state_dict() if self.motion is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
@@ -148,6 +168,9 @@ class AdversarialStage(FidelityStage):
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
                 self._ema_restored = True
+            if self.cfg.w_tflow > 0 and state.get("motion") is not None:
+                self.motion = copy.deepcopy(self.model.flownet).eval().requires_grad_(False)
+                self.motion.load_state_dict(state["motion"])
 
     def score(self, v: dict) -> float:
         """Higher is better: minus LPIPS. Checkpoints that fall below bicubic on any clip, or whose

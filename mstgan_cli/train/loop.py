@@ -58,6 +58,8 @@ class TrainConfig:
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame
     w_ftemporal: float = 0.0     # stage 2: the same as w_temporal, on VGG features (tLP's space)
+    w_tflow: float = 0.0         # stage 2: motion between consecutive outputs must match the ground
+                                 # truth's (a frozen copy of the starting flow network measures both)
     ema: float = 0.0             # stage 2: decay of an exponential moving average of the weights,
                                  # which is what is validated and released (0: off)
     noise: float = 0.1           # stage 2: instance noise std on D's inputs at the start...
