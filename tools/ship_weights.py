@@ -30,10 +30,11 @@ RELEASES = {
                                          "the residual blocks by filter importance, trunk to 24 of 48, "
                                          "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
                                          "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
-    "mstgan-x4-gan": dict(run="runs/x4-gan3", kind="gan", parent_step=6000,
+    "mstgan-x4-gan": dict(run="runs/x4-gan4", kind="gan", parent_step=6000,
                           methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                           description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
-                                      "discriminator, temporal and Ping-Pong losses), started from mstgan-x4."),
+                                      "discriminator, temporal, motion and Ping-Pong losses, weights averaged), "
+                                      "started from mstgan-x4."),
 }
 
 
