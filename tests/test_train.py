@@ -220,3 +220,16 @@ def test_motion_loss_sees_motion_that_does_not_match():
     sr = hr3.clone().requires_grad_(True)
     motion_loss(net, sr + 0.01 * torch.randn_like(sr), hr3).backward()
     assert sr.grad is not None and sr.grad.abs().sum() > 0
+
+
+def test_a_runs_best_checkpoint_loads_as_a_model_and_junk_does_not(data, tmp_path):
+    from mstgan_cli.errors import ModelError
+
+    run = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
+    model, meta = load_generator(run / "best.pt")
+    ck = torch.load(run / "best.pt", weights_only=False)
+    assert meta == {"kind": "training checkpoint", "checkpoint_step": 2}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ck["state_dict"].values()))
+    torch.save({"config": "x4", "weights": [1, 2]}, tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="not an mstgan generator checkpoint"):
+        load_generator(tmp_path / "junk.pt")
