@@ -291,8 +291,7 @@ def models(
         table.add_column(column)
     for m in rows:
         scale = m.get("scale")
-        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in (m.get("metrics") or {}).items())
+        metrics = _metrics_summary(m)
         table.add_row(str(m.get("name")) + (" *" if m.get("default") else ""),
                       f"x{scale}" if isinstance(scale, int) else str(scale), str(m.get("window", "-")),
                       _human(m.get("params")), _human(m.get("flops_per_pixel")),
@@ -316,6 +315,18 @@ app.command("prune", epilog=PRUNE_EPILOG)(prune_cmd)
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""
+
+
+def _metrics_summary(entry: dict) -> str:
+    """The model's own protocol means (first line of its card), e.g. 'PSNR-Y 36.46, LPIPS 0.090'."""
+    metrics = entry.get("metrics") or {}
+    mean = ((metrics.get("protocol") or {}).get("mean") or {}).get(str(entry.get("name")))
+    if isinstance(mean, dict):
+        names = (("psnr_y", "PSNR-Y", "{:.2f}"), ("ssim_y", "SSIM", "{:.3f}"), ("lpips", "LPIPS", "{:.3f}"),
+                 ("tof", "tOF", "{:.3f}"), ("tlp", "tLP×100", "{:.3f}"))
+        return ", ".join(f"{label} {fmt.format(mean[k] * (100 if k == 'tlp' else 1))}"
+                         for k, label, fmt in names if isinstance(mean.get(k), (int, float)))
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
 
 
 def _human(value: object) -> str:

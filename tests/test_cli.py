@@ -43,6 +43,16 @@ def test_models_lists_baselines_as_table_and_json() -> None:
                for r in rows)
 
 
+def test_models_table_shows_each_models_own_measured_means() -> None:
+    from mstgan_cli.cli import _metrics_summary
+
+    entry = {"name": "m", "metrics": {"protocol": {"mean": {
+        "m": {"psnr_y": 36.456, "ssim_y": 0.963, "lpips": 0.08996, "tof": 0.3051, "tlp": 0.00397},
+        "bicubic": {"psnr_y": 33.67}}, "clips": {}}}}
+    assert _metrics_summary(entry) == "PSNR-Y 36.46, SSIM 0.963, LPIPS 0.090, tOF 0.305, tLP×100 0.397"
+    assert _metrics_summary({"name": "x", "metrics": {}}) == ""
+
+
 def test_upscale_success_is_quiet_on_stdout(clip, tmp_path: Path) -> None:
     out = tmp_path / "o.mp4"
     result = invoke("upscale", str(clip("mp4")), "-o", str(out), "--model", "bicubic", "--scale", "2",
