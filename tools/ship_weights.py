@@ -56,8 +56,7 @@ def main() -> None:
     for name in args.names:
         r = RELEASES[name]
         run = ROOT / r["run"]
-        # fine-tunes chained after one another; (run, step) for a run that was left at that step
-        runs: list = [(ROOT / e[0], e[1]) if isinstance(e, tuple) else ROOT / e for e in r.get("earlier", [])] + [run]
+        runs: list = [run]
         if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
             runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
         source, protocol = run / "best.pt", None

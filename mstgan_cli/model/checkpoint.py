@@ -44,10 +44,10 @@ def read_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated or not a torch file
         raise ModelError(f"cannot read checkpoint {path}: {e}") from e
-    if isinstance(ckpt, dict) and ckpt.get("format") is None and isinstance(ckpt.get("config"), dict) \
-            and isinstance(ckpt.get("state_dict") or ckpt.get("model"), dict):
+    weights = (ckpt.get("state_dict") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    if isinstance(weights, dict) and ckpt.get("format") is None and isinstance(ckpt.get("config"), dict):
         # a training run's best.pt (or a last.pt that loads safely): usable as it is, to try it
-        return {"format": FORMAT, "config": ckpt["config"], "state_dict": ckpt.get("state_dict") or ckpt["model"],
+        return {"format": FORMAT, "config": ckpt["config"], "state_dict": weights,
                 "meta": {"kind": "training checkpoint", "checkpoint_step": ckpt.get("step")}}
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{path} is not an mstgan generator checkpoint")

@@ -28,6 +28,10 @@ from ..model.generator import MSTGANGenerator
 from .loop import FidelityStage, PerceptualLoss, TrainConfig, charbonnier, flow_losses
 
 
+def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(module).eval().requires_grad_(False)
+
+
 def feature_losses(vgg: PerceptualLoss, sr3: torch.Tensor, hr3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Perceptual loss over all frames of (B, 3, 3, H, W) triplets, and the feature-temporal loss:
     the change of each VGG map between consecutive outputs must match the ground truth's."""
@@ -63,10 +67,11 @@ class AdversarialStage(FidelityStage):
         self.steps_done = 0
         if cfg.w_ftemporal > 0 and self.perceptual is None:
             self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(","))
-        self.motion: torch.nn.Module | None = None  # the frozen flow network of the motion loss
-        self.ema, self._ema_restored = None, False
-        if cfg.ema > 0:
-            self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        # frozen copies: the weight average, and the flow network of the motion loss; each starts at
+        # the weights training begins with (begin()) unless a checkpoint restores it
+        self.ema = _frozen_copy(model) if cfg.ema > 0 else None
+        self.motion = _frozen_copy(model.flownet) if cfg.w_tflow > 0 else None
+        self._restored: set[str] = set()
 
     def eval_model(self) -> MSTGANGenerator:
         return self.ema if self.ema is not None else self.model
@@ -74,10 +79,9 @@ class AdversarialStage(FidelityStage):
     def begin(self) -> None:
         """Training starts: an average not restored from a checkpoint starts at the current weights
         (those just loaded with --init), not at the random ones the stage was built around."""
-        if self.ema is not None and not self._ema_restored:
-            self.ema.load_state_dict(self.model.state_dict())
-        if self.cfg.w_tflow > 0 and self.motion is None:
-            self.motion = copy.deepcopy(self.model.flownet).eval().requires_grad_(False)
+        for name, source in (("ema", self.model), ("motion", self.model.flownet)):
+            if getattr(self, name) is not None and name not in self._restored:
+                getattr(self, name).load_state_dict(source.state_dict())
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
@@ -165,12 +169,10 @@ class AdversarialStage(FidelityStage):
             self.opt_d.load_state_dict(state["opt_d"])
             self.steps_done = state.get("stage2_steps", 0)
             self.reference = state.get("reference")
-            if self.ema is not None and state.get("ema") is not None:
-                self.ema.load_state_dict(state["ema"])
-                self._ema_restored = True
-            if self.cfg.w_tflow > 0 and state.get("motion") is not None:
-                self.motion = copy.deepcopy(self.model.flownet).eval().requires_grad_(False)
-                self.motion.load_state_dict(state["motion"])
+            for name in ("ema", "motion"):
+                if getattr(self, name) is not None and state.get(name) is not None:
+                    getattr(self, name).load_state_dict(state[name])
+                    self._restored.add(name)
 
     def score(self, v: dict) -> float:
         """Higher is better: minus LPIPS. Checkpoints that fall below bicubic on any clip, or whose

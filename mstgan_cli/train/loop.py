@@ -268,7 +268,9 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     val_clips = load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache))
     step, best = 0, None
     last = out / "last.pt"
+    started = "init" if cfg.init else "fresh"
     if last.exists():
+        started = "resume"
         ck = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         stage.load_state_dict(ck)
@@ -300,7 +302,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
 
     stage.begin()
     # where this process started: a run may be resumed many times, or from a copied checkpoint
-    emit({"step": step, "start": "resume" if last.exists() else ("init" if cfg.init else "fresh")})
+    emit({"step": step, "start": started})
     if hasattr(stage, "reference") and stage.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
         stage.reference = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=True)

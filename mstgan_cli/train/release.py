@@ -19,19 +19,18 @@ log = logging.getLogger("mstgan_cli")
 def run_summary(run: Path, upto: int | None = None) -> dict:
     """Steps, wall hours and the training configuration of a run, from its log and config; only
     its first `upto` steps when given (a model started from that step of a run that went on)."""
-    steps, seconds, last_val, first, n = 0, 0.0, None, 0, 0
+    steps, seconds, last_val, first = 0, 0.0, None, 0
     log_file = run / "log.jsonl"
     if log_file.exists():
         prev = 0
-        for line in log_file.read_text().splitlines():
+        for i, line in enumerate(log_file.read_text().splitlines()):
             rec = json.loads(line)
             if upto is not None and rec.get("step", 0) > upto:
                 break
             if "start" in rec:  # a (re)start: steps before it were not trained in this stretch
                 prev = rec["step"]
-                if n == 0:  # the run began from another run's checkpoint at this step
+                if i == 0:  # the run began from another run's checkpoint at this step
                     first = rec["step"]
-            n += 1
             if "it_s" in rec and rec["it_s"] > 0:
                 seconds += (rec["step"] - prev) / rec["it_s"]
                 prev = rec["step"]
