@@ -22,7 +22,8 @@ class Precision(str, Enum):
 
 
 class Backend(str, Enum):
-    """What runs the model: PyTorch as written, torch.compile, or TensorRT (CUDA, an extra).
+    """What runs the model: PyTorch as written, Inductor (ahead-of-time packages on the CPU,
+    torch.compile on CUDA), or TensorRT (CUDA, an extra).
     ``auto`` picks the fastest one available for the device and precision."""
 
     AUTO = "auto"

@@ -249,3 +249,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own mstgan cache (int8 calibrations, compiled packages, engines): a test never
+    reads what a user's earlier run left in ~/.cache/mstgan, nor leaves anything there."""
+    import os
+
+    path = tmp_path_factory.mktemp("mstgan-cache")
+    old = os.environ.get("MSTGAN_CACHE_DIR")
+    os.environ["MSTGAN_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MSTGAN_CACHE_DIR", None)
+    else:
+        os.environ["MSTGAN_CACHE_DIR"] = old

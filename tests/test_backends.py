@@ -6,6 +6,8 @@ marked slow (MSTGAN_SLOW=1 runs them) or need CUDA (+ torch-tensorrt) and skip w
 """
 import importlib.util
 import json
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,8 @@ from mstgan_cli.cli import app
 from mstgan_cli.errors import BackendError
 from mstgan_cli.model.checkpoint import export_generator
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
-from mstgan_cli.runtime.backends import auto_cpu_backend, resolve_backend
+from mstgan_cli.compress import int8
+from mstgan_cli.runtime.backends import aot, auto_cpu_backend, resolve_backend
 from mstgan_cli.runtime.engine import ModelUpscaler
 from mstgan_cli.runtime.stages import dynamic_shapes, sample_inputs, stage_modules
 
@@ -71,9 +74,77 @@ def test_auto_compiles_on_the_cpu_only_when_the_job_is_long_enough(monkeypatch):
     assert auto_cpu_backend("fp32", *long_) == "eager"
 
 
+def test_auto_compiles_short_jobs_once_the_packages_are_built(monkeypatch, tmp_path):
+    monkeypatch.setattr("mstgan_cli.runtime.backends.compile_available", lambda d: None)
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
+    short = (100, 272, 480)
+    up = ModelUpscaler(_model(), device="cpu", precision="fp32")
+    assert not up.compiled_cached()
+    up.expect(*short)
+    assert up.backend == "eager"
+    for path in aot.package_paths(int8.model_hash(up.model), "fp32").values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package")
+    assert up.compiled_cached()
+    assert not ModelUpscaler(_model(), device="cpu", precision="bf16").compiled_cached()  # per precision
+    up.expect(*short)
+    assert up.backend == "compile"  # loading costs nothing: even short jobs compile
+    assert auto_cpu_backend("fp32", None, 272, 480, built=True) == "compile"
+
+
+def test_package_key_covers_what_the_compiled_code_depends_on(monkeypatch):
+    base = aot.package_key("abc", "fp32")
+    assert aot.package_key("abc", "fp32") == base
+    assert aot.package_key("abd", "fp32") != base  # other weights
+    assert aot.package_key("abc", "bf16") != base
+    assert aot.package_key("abc", "int8", {"qparams": "1"}) != aot.package_key("abc", "int8", {"qparams": "2"})
+    monkeypatch.setattr(aot, "code_digest", lambda: "other code")
+    assert aot.package_key("abc", "fp32") != base
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert aot.package_key("abc", "fp32") != base
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert aot.package_key("abc", "fp32") != base
+
+
+def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatch, tmp_path):
+    """aot_stages builds exactly the stages whose package is missing or does not load (the
+    build and the loader are stood in for: a real build takes minutes, see the slow tests)."""
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
+    built, asked = [], []
+
+    def fake_build(module, args, dynamic_shapes, path):
+        built.append(path.name.split("-")[0])
+        path.write_bytes(b"good")
+
+    def fake_load(path):
+        if Path(path).read_bytes() != b"good":
+            raise RuntimeError("damaged")
+        return lambda *a: Path(path).name
+
+    monkeypatch.setattr(aot, "build_package", fake_build)
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", fake_load)
+    model = _model()
+    paths = aot.package_paths("d1", "fp32")
+    paths["encode"].parent.mkdir(parents=True)
+    paths["encode"].write_bytes(b"truncated")
+    paths["flows"].write_bytes(b"good")
+
+    def modules():
+        asked.append(1)
+        return stage_modules(model)
+
+    st = aot.aot_stages(model, "fp32", torch.float32, "d1", modules)
+    assert sorted(built) == ["encode", "window"] and asked == [1]
+    assert st.backend == "compile" and st.window() == paths["window"].name
+    built.clear()
+    aot.aot_stages(model, "fp32", torch.float32, "d1", modules)
+    assert built == [] and asked == [1]  # all cached: the modules are not even made
+
+
 @pytest.mark.parametrize("backend,device,precision,message", [
     ("tensorrt", CPU, "fp32", "needs a CUDA GPU"),
-    ("eager", CPU, "int8", "torch.compile"),
+    ("eager", CPU, "int8", "runs compiled"),
     ("nope", CPU, "fp32", "unknown backend"),
 ])
 def test_impossible_requests_are_backend_errors(backend, device, precision, message):
@@ -154,10 +225,26 @@ def _minmax_qparams(obs):
 
 
 @pytest.mark.slow
-def test_compile_matches_eager_on_the_cpu():
+def test_compile_matches_eager_on_the_cpu_and_builds_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
     ref = _run(_model(), device="cpu", precision="fp32")
+    t0 = time.perf_counter()
     got = _run(_model(), device="cpu", precision="fp32", backend="compile")
+    build = time.perf_counter() - t0
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
+    packages = sorted((tmp_path / "aot").glob("*.pt2"))
+    assert len(packages) == 3
+    # a new upscaler (as in a new run) loads them: no build, same frames, at other sizes too
+    t0 = time.perf_counter()
+    again = _run(_model(), device="cpu", precision="fp32", backend="auto")
+    assert time.perf_counter() - t0 < build / 10
+    assert sorted((tmp_path / "aot").glob("*.pt2")) == packages
+    torch.testing.assert_close(again, got)
+    other = ModelUpscaler(_model(), device="cpu", precision="fp32", backend="compile")
+    frames = _frames(5, 36, 44)
+    torch.testing.assert_close(torch.stack(list(other.process(frames))),
+                               torch.stack(list(ModelUpscaler(_model(), device="cpu").process(frames))),
+                               atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -167,6 +254,10 @@ def test_int8_compiled_matches_eager_on_the_cpu(tmp_path, monkeypatch):
     got = _run(_model(), device="cpu", precision="int8")  # calibrates on the first frames
     assert (got - ref).abs().mean() < 0.02
     assert list((tmp_path / "int8").glob("*.json"))  # and caches the calibration
+    packages = sorted((tmp_path / "aot").glob("*.pt2"))
+    assert len(packages) == 3  # and the compiled graphs
+    torch.testing.assert_close(_run(_model(), device="cpu", precision="int8"), got)
+    assert sorted((tmp_path / "aot").glob("*.pt2")) == packages  # loaded, not rebuilt
 
 
 @pytest.mark.gpu

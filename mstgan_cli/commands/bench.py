@@ -19,8 +19,9 @@ BENCH_EPILOG = (
     "[bold]Columns[/bold]: fps = frames / seconds of that stage alone; GFLOP/s = the model's "
     "FLOPs per input pixel (streaming, per-frame work cached) x pixels x fps; peak RSS = highest "
     "resident memory sampled during the stage; CUDA peak = max_memory_allocated.\n\n"
-    "[bold]Backends[/bold]: eager (PyTorch) today; others are added to the same table as they "
-    "arrive.\n\n" + EXIT_CODES
+    "[bold]Backends[/bold]: eager (PyTorch), compile (on the CPU ahead-of-time packages, built "
+    "once per model and precision and then loaded; on CUDA torch.compile), tensorrt (CUDA, the "
+    "[tensorrt] extra). A configuration's first build is not timed.\n\n" + EXIT_CODES
 )
 
 
@@ -48,7 +49,7 @@ def bench_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="mstgan (shipped, for --scale), a model name or checkpoint, or a baseline (bicubic, lanczos).")] = "mstgan",
     scale: Annotated[int, typer.Option("--scale", help="Factor of the shipped model (2 or 4).")] = 4,
     backend: Annotated[str, typer.Option("--backend", help="Comma-separated backends: eager, compile, tensorrt (with the [tensorrt] extra on CUDA).")] = "eager",
-    precision: Annotated[str, typer.Option("--precision", help="Comma-separated: fp32, bf16, fp16 (CUDA).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="Comma-separated: fp32, bf16, fp16 (CUDA), int8 (CPU, compile backend).")] = "fp32",
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes (windows per model call).")] = "1",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[int, typer.Option("--tile", min=0, help="Tile edge in input pixels (0 = whole frames).")] = 0,

@@ -193,7 +193,8 @@ def convert(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, torch.fx.Gra
     return {k: convert_pt2e(gm) for k, gm in prepared.items()}
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    _import_torchao()
     import torchao
 
     return {"torch": torch.__version__.split("+")[0], "torchao": torchao.__version__}
@@ -207,7 +208,7 @@ def read_qparams(path: Path, digest: str) -> dict | None:
         return None
     if data.get("format") != FORMAT or data.get("model") != digest:
         return None
-    if data.get("versions") != _versions():
+    if data.get("versions") != versions():
         log.info("int8 calibration %s is for %s; recalibrating", path, data.get("versions"))
         return None
     return data
@@ -215,12 +216,26 @@ def read_qparams(path: Path, digest: str) -> dict | None:
 
 def write_qparams(path: Path, digest: str, ranges: dict, source: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "model": digest, "versions": _versions(),
+    data = {"format": FORMAT, "model": digest, "versions": versions(),
             "quantizer": "torchao X86InductorQuantizer (default config)", "calibration": source,
             "stages": ranges}
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
+
+
+def stored_qparams(digest: str, sidecar: Path | None = None) -> tuple[dict, Path] | None:
+    """The stored calibration for weights `digest`: `sidecar`'s if it fits, else the cache's."""
+    for path in ([sidecar] if sidecar else []) + [cache_dir() / "int8" / f"{digest}.json"]:
+        data = read_qparams(path, digest)
+        if data:
+            return data, path
+    return None
+
+
+def qparams_digest(data: dict) -> str:
+    """A short hash of a calibration's ranges (what a compiled int8 graph depends on)."""
+    return hashlib.sha256(json.dumps(data["stages"], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def quantize(model: MSTGANGenerator, sidecar: Path | None = None,

@@ -115,30 +115,63 @@ class ModelUpscaler:
             return
         from .backends import auto_cpu_backend
 
-        chosen = auto_cpu_backend(self.precision, frames, height, width)
+        built = self.compiled_cached()
+        chosen = auto_cpu_backend(self.precision, frames, height, width, built)
         if chosen != self.backend:
-            log.info("backend auto: %s (%s frames of %dx%d: compiling pays back)", chosen, frames, width, height)
+            log.info("backend auto: %s (%s)", chosen, "built before" if built else
+                     f"{frames} frames of {width}x{height}: building it pays back")
             self.backend = chosen
+
+    def compiled_cached(self) -> bool:
+        """The compiled (AOTInductor) packages of this model at this precision are in the cache
+        (fp32/bf16 on the CPU; int8 packages also depend on the calibration)."""
+        if self.device.type != "cpu" or self.precision == "int8":
+            return False
+        from ..compress.int8 import model_hash
+        from .backends.aot import package_paths
+
+        return all(p.is_file() for p in package_paths(model_hash(self.model), self.precision).values())
 
     def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
         """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
         the size; `head` (first LR frames) calibrates an int8 model that has no stored calibration."""
+        if self._auto_cpu and not self._stages and self.backend == "eager" and self.compiled_cached():
+            log.info("backend auto: compile (built before)")  # e.g. a pipe, whose length expect() never saw
+            self.backend = "compile"
         key = (h, w) if self.backend == "tensorrt" else (0, 0)
         if key not in self._stages:
             if self.backend == "tensorrt":
                 from .backends.tensorrt import tensorrt_stages
 
                 st = tensorrt_stages(self.model, self.precision, self.device, self.batch, h, w)
-            elif self.precision == "int8":
-                from ..compress.int8 import quantize
-
-                st = compiled_stages(quantize(self.model, self.int8_qparams, head), self.device)
+            elif self.backend == "compile" and self.device.type == "cpu":
+                st = self._aot_stages(head)
             elif self.backend == "compile":
-                st = compiled_stages(stage_modules(self.model), self.device)
+                st = compiled_stages(stage_modules(self.model))
             else:
                 st = eager_stages(self.model)
             self._stages[key] = st
         return self._stages[key]
+
+    def _aot_stages(self, head: list[torch.Tensor] | None) -> Stages:
+        """CPU compile: the stages as AOTInductor packages, cached across runs (:mod:`.backends.aot`).
+        For int8 the package also depends on the calibration, which is found (or made on `head`,
+        the first frames) before the cache is looked at."""
+        from ..compress import int8
+        from .backends.aot import aot_stages
+
+        digest = int8.model_hash(self.model)
+        if self.precision != "int8":
+            return aot_stages(self.model, self.precision, self.dtype, digest, lambda: stage_modules(self.model))
+        built: dict[str, torch.nn.Module] = {}
+        stored = int8.stored_qparams(digest, self.int8_qparams)
+        if stored is None:  # calibrate on the first frames now (this caches the calibration)
+            built = int8.quantize(self.model, self.int8_qparams, head)
+            stored = int8.stored_qparams(digest, self.int8_qparams)
+            assert stored is not None, "a fresh int8 calibration is cached"
+        extra = {"qparams": int8.qparams_digest(stored[0]), **int8.versions()}
+        return aot_stages(self.model, "int8", torch.float32, digest,
+                          lambda: built or int8.quantize(self.model, self.int8_qparams, head), extra)
 
     @torch.inference_mode()
     def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:

@@ -1,16 +1,17 @@
 """Backends: how the three stages of the generator run (see :mod:`mstgan_cli.runtime.stages`).
 
 - ``eager``: PyTorch as written. Starts at once; the reference every other backend is tested against.
-- ``compile``: ``torch.compile`` (Inductor: C++/OpenMP on the CPU, Triton on CUDA). Fuses the
-  elementwise work between convolutions; the first run of a shape compiles (minutes on a small
-  CPU; Inductor's on-disk cache makes later runs start in seconds). INT8 on the CPU always runs
-  here: the quantised graph becomes fused oneDNN int8 convolutions only through Inductor.
+- ``compile``: Inductor. On the CPU the stages are compiled ahead of time by AOTInductor into
+  packages kept on disk (:mod:`.aot`): the first run of a model at a precision builds them (about
+  2 minutes on 2 cores), every later run, at any frame size, loads them in milliseconds. On CUDA,
+  ``torch.compile`` (Triton). INT8 on the CPU always runs here: the quantised graph becomes fused
+  oneDNN int8 convolutions only through Inductor.
 - ``tensorrt``: torch-tensorrt (the ``[tensorrt]`` extra), CUDA only; engines cached on disk.
 
 ``auto`` picks TensorRT on CUDA when installed, else compile on CUDA. On the CPU it picks compile
-for INT8 (which needs it), and for fp32/bf16 once the job is known to be long enough for compiling
-to pay back (:func:`auto_cpu_backend`: compiled fp32 is ~1.7x faster but the first build of a
-frame size takes most of a minute), else eager (the measurements: ``benchmarks/RESULTS.md``).
+for INT8 (which needs it); for fp32/bf16 it picks compile when the packages are already built, or
+when the job is long enough for the build to pay back within it (:func:`auto_cpu_backend`;
+compiled fp32 is ~1.6x faster than eager), else eager (the measurements: ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
         else:
             return "eager"
     if backend == "eager" and precision == "int8":
-        raise BackendError("int8 runs through torch.compile (fused oneDNN int8 kernels); "
+        raise BackendError("int8 runs compiled (fused oneDNN int8 kernels); "
                            "use --backend compile or auto")
     if backend == "compile":
         why = compile_available(device)
@@ -87,42 +88,29 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
     return backend
 
 
-# Low-resolution pixel-frames from which `auto` compiles on the CPU. Measured (benchmarks/RESULTS.md,
-# 2-core CPU): eager fp32 costs ~7.5 us per LR pixel-frame, compiled ~4.4 us, and a fresh compile
-# ~45 s, so compiling pays back from ~15 M pixel-frames; twice that leaves a margin for slower
-# compiles and bigger CPUs (e.g. 480x272: ~230 frames; 960x540: ~58 frames).
-AUTO_COMPILE_MIN_WORK = 30e6
+# Low-resolution pixel-frames from which `auto` builds the compiled packages on the CPU. Measured
+# (benchmarks/RESULTS.md, 2-core CPU, x4 at 480x272): eager fp32 ~7 us per LR pixel-frame, compiled
+# ~4.6 us, and building the three packages ~135 s once, so a job of ~55 M pixel-frames pays the
+# build back by itself (480x272: ~460 frames; 960x540: ~115 frames). Smaller jobs stay eager
+# unless the packages were built before (`--backend compile` once builds them for good).
+AUTO_COMPILE_MIN_WORK = 55e6
 
 
-def auto_cpu_backend(precision: str, frames: int | None, height: int, width: int) -> str:
-    """What ``--backend auto`` runs on the CPU for `frames` frames of height x width (LR)."""
+def auto_cpu_backend(precision: str, frames: int | None, height: int, width: int, built: bool = False) -> str:
+    """What ``--backend auto`` runs on the CPU for `frames` frames of height x width (LR), `built`
+    saying whether the compiled packages of this model and precision are in the cache already."""
     if precision == "int8":
         return "compile"
-    if frames and frames * height * width >= AUTO_COMPILE_MIN_WORK \
-            and compile_available(torch.device("cpu")) is None:
+    if compile_available(torch.device("cpu")) is not None:
+        return "eager"
+    if built or (frames and frames * height * width >= AUTO_COMPILE_MIN_WORK):
         return "compile"
     return "eager"
 
 
-class _Frozen:
-    """A torch.compile'd module whose (re)compilations run with Inductor's freezing on: weights
-    become constants, so oneDNN gets pre-packed weights and the int8 patterns fuse. (Passed as
-    ``options={"freezing": True}`` instead, the int8 weight pre-packing fails in torch 2.13.)"""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.compiled = torch.compile(module)
-
-    def __call__(self, *args: torch.Tensor):
-        import torch._inductor.config as inductor_config
-
-        with inductor_config.patch(freezing=True):
-            return self.compiled(*args)
-
-
-def compiled_stages(modules: dict[str, torch.nn.Module], device: torch.device) -> Stages:
-    """torch.compile each stage (with freezing on the CPU)."""
-    wrap = _Frozen if device.type == "cpu" else torch.compile
-    comp = {k: wrap(m) for k, m in modules.items()}
+def compiled_stages(modules: dict[str, torch.nn.Module]) -> Stages:
+    """torch.compile each stage (CUDA; the CPU compiles ahead of time, see :mod:`.aot`)."""
+    comp = {k: torch.compile(m) for k, m in modules.items()}
     return Stages(comp["encode"], comp["flows"], comp["window"], "compile")
 
 

@@ -1,0 +1,143 @@
+"""``--backend compile`` on the CPU: each stage compiled ahead of time by AOTInductor, once, and kept.
+
+``torch.compile`` rebuilds its graphs in every new process: measured on the 2-core CPU, 45-70 s
+before the first frame even when Inductor's on-disk cache is warm (Dynamo tracing, freezing,
+the int8 passes). Here each stage (:mod:`..stages`) is exported once with dynamic batch/H/W,
+compiled by Inductor with freezing (weights become constants: pre-packed oneDNN weights, fused
+int8 convolutions) into a shared library, and packaged on disk:
+
+    ~/.cache/mstgan/aot/<stage>-<key>.pt2     key = sha256 of the weights, precision, int8
+                                              calibration, model code, torch/torchao version
+                                              and CPU ISA
+
+One package serves every frame size, so only the very first run of a model at a precision
+builds (about 2 minutes on 2 cores); every later run loads the three packages in milliseconds.
+A package that does not load (another torch, a damaged file) is rebuilt.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ...model.generator import MSTGANGenerator
+from . import Stages
+
+log = logging.getLogger("mstgan_cli")
+
+FORMAT = "mstgan-aot/1"
+STAGES = ("encode", "flows", "window")
+# the shapes the stages are traced at: a typical frame (batch 2: a batch of 1 would be taken
+# for a constant); the packages accept any batch up to 64 and any H/W up to 4096 low-resolution
+# pixels (the limits of stages.dynamic_shapes, which int8's quantised graphs were traced with)
+TRACE_BATCH, TRACE_H, TRACE_W = 2, 272, 480
+
+
+def package_dir() -> Path:
+    from ...compress.int8 import cache_dir
+
+    return cache_dir() / "aot"
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of the code that defines the traced graphs (the model and the stage wrappers): a
+    package built by another version of mstgan is not reused."""
+    from ...model import generator
+    from .. import stages
+
+    h = hashlib.sha256()
+    for path in sorted(Path(generator.__file__).parent.glob("*.py")) + [Path(stages.__file__)]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def package_key(digest: str, precision: str, extra: dict | None = None) -> str:
+    """What a package depends on, hashed: the weights, the precision (and for int8 the
+    calibration), the model's code, the torch build and the CPU's instruction set."""
+    facts = {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
+             "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
+             "machine": platform.machine(), **(extra or {})}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def package_paths(digest: str, precision: str, extra: dict | None = None) -> dict[str, Path]:
+    key = package_key(digest, precision, extra)
+    return {name: package_dir() / f"{name}-{key}.pt2" for name in STAGES}
+
+
+def _flat_dynamic_shapes(dyn: dict, module: nn.Module, name: str) -> object:
+    """An exported-then-converted graph (int8) takes the window stage's tensors as flat
+    arguments; the stage modules take (centre, *rest)."""
+    if name == "window" and isinstance(module, torch.fx.GraphModule):
+        centre, rest = dyn[name]
+        return (centre, *rest)
+    return dyn[name]
+
+
+def _load(path: Path) -> Callable[..., object] | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch._inductor.aoti_load_package(str(path))
+    except Exception as exc:  # noqa: BLE001 - a stale or damaged package is rebuilt
+        log.warning("compile: cannot load %s (%s); rebuilding it", path, exc)
+        return None
+
+
+def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_shapes: object, path: Path) -> None:
+    """Export `module` with dynamic shapes, compile it with Inductor (freezing on) and write the
+    package to `path` atomically (a concurrent run builds its own and one of them wins)."""
+    import torch._inductor.config as inductor_config
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")
+    # (Inductor applies freezing only with grad mode off: without it the int8 convolutions stay
+    # dequantise + fp32 convolution, and run 2x slower)
+    try:
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+            torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, digest: str,
+               modules: Callable[[], dict[str, nn.Module]], extra: dict | None = None) -> Stages:
+    """The three stages of `model` (on the CPU, in `dtype`) as AOTInductor packages: loaded from
+    the cache, or built from ``modules()`` (called only when something has to be built)."""
+    from ..stages import dynamic_shapes, sample_inputs
+
+    paths = package_paths(digest, precision, extra)
+    runners = {name: _load(path) for name, path in paths.items()}
+    missing = [name for name, r in runners.items() if r is None]
+    if missing:
+        log.warning("compile: building the model for this CPU at %s (once, 2-3 minutes on 2 cores; "
+                    "later runs load it from %s)", precision, package_dir())
+        mods = modules()
+        m = model.config.size_multiple
+        h, w = TRACE_H + (-TRACE_H) % m, TRACE_W + (-TRACE_W) % m
+        samples = sample_inputs(model, TRACE_BATCH, h, w, dtype=dtype)
+        samples = {k: tuple(t.contiguous(memory_format=torch.channels_last) for t in v) for k, v in samples.items()}
+        dyn = dynamic_shapes(model)
+        for name in missing:
+            t0 = time.perf_counter()
+            build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name])
+            runners[name] = torch._inductor.aoti_load_package(str(paths[name]))
+            log.info("compile: built %s in %.0fs (%s)", name, time.perf_counter() - t0, paths[name])
+    else:
+        log.info("compile: loaded the compiled model from %s", package_dir())
+    return Stages(runners["encode"], runners["flows"], runners["window"], "compile")
+
+
+__all__ = ["FORMAT", "STAGES", "aot_stages", "build_package", "package_dir", "package_key", "package_paths"]
