@@ -41,6 +41,8 @@ def test_models_lists_baselines_as_table_and_json() -> None:
     assert {"bicubic", "lanczos"} <= {r["name"] for r in rows}
     assert all({"name", "scale", "params", "flops_per_pixel", "precisions", "metrics", "path"} <= r.keys()
                for r in rows)
+    shipped = {r["name"]: r["precisions"] for r in rows if r["name"].startswith("mstgan-")}
+    assert shipped and all(p[-1] == "int8" for p in shipped.values())  # each ships its int8 calibration
 
 
 def test_models_table_shows_each_models_own_measured_means() -> None:

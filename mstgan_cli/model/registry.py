@@ -65,6 +65,13 @@ def flops_per_pixel(config: GeneratorConfig, size: int = 64) -> dict:
             "window": full.get_total_flops() / px}
 
 
+def _precisions(meta: dict, path: Path) -> list[str]:
+    """The precisions a checkpoint runs at: those of its release, and int8 (CPU), which any
+    checkpoint can use: with its shipped calibration, or calibrated on the first frames of an input."""
+    out = [p for p in meta.get("precisions", PRECISIONS) if p != "int8"]
+    return out + ["int8" if path.with_suffix(".int8.json").is_file() else "int8 (calibrates on the input)"]
+
+
 def list_models() -> list[dict]:
     """Every shipped generator: name, scale, window, params, FLOPs per input pixel, precisions,
     metrics measured on the validation clips (from the checkpoint's meta), path."""
@@ -81,7 +88,7 @@ def list_models() -> list[dict]:
             "name": f.stem, "scale": cfg.scale, "window": cfg.window,
             "params": meta.get("params") or sum(v.numel() for v in ck["state_dict"].values() if v.is_floating_point()),
             "flops_per_pixel": meta.get("flops_per_pixel", {}).get("streaming"),
-            "precisions": meta.get("precisions", PRECISIONS),
+            "precisions": _precisions(meta, f),
             "kind": meta.get("kind", ""), "metrics": meta.get("metrics", {}),
             "default": DEFAULT_MODEL.get(cfg.scale) == f.stem, "path": str(f),
         })
