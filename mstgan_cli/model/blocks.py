@@ -120,41 +120,12 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     assert flow.shape[-2:] == (h, w), f"flow {tuple(flow.shape)} does not match features {tuple(x.shape)}"
     flow = flow.float()
     coords = base_grid(h, w, flow) + flow
-    if x.device.type == "cpu" and torch.compiler.is_compiling():
-        return _gather_warp(x, coords)
     # normalise to [-1, 1] with align_corners=True: pixel 0 -> -1, pixel W-1 -> +1
     gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
     gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
     grid = torch.stack([gx, gy], dim=-1)  # (B, H, W, 2)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(x.dtype)
-
-
-def _gather_warp(x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """flow_warp as four row gathers, for compiled CPU graphs: the same bilinear, border-padded
-    sampling (to float rounding), but Inductor turns it into one loop over pixels reading
-    contiguous channel vectors of a channels-last tensor, where its decomposition of grid_sample
-    is ~3x slower (benchmarks/RESULTS.md). In eager mode ATen's grid_sample is the fast one."""
-    b, c, h, w = x.shape
-    px = coords[:, 0].clamp(0, w - 1)  # border padding: clamp the sample point
-    py = coords[:, 1].clamp(0, h - 1)
-    x0, y0 = px.floor(), py.floor()
-    wx, wy = (px - x0).unsqueeze(-1), (py - y0).unsqueeze(-1)  # (B, H, W, 1)
-    x0i, y0i = x0.long(), y0.long()
-    x1i, y1i = (x0i + 1).clamp(max=w - 1), (y0i + 1).clamp(max=h - 1)
-    rows = x.float().permute(0, 2, 3, 1).reshape(b * h * w, c)  # one row of channels per pixel
-    first = (torch.arange(b, device=x.device) * (h * w)).view(b, 1, 1)
-
-    def at(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        return rows[(first + yi * w + xi).reshape(-1)].view(b, h, w, c)
-
-    # each corner times its two weights in turn: a product of two same-shaped tensors (such as
-    # wx * wy) would be taken for a quantisable multiplication by PT2E's x86 quantizer
-    # (torch.lerp avoids that too, but compiles 3x slower)
-    ux, uy = 1 - wx, 1 - wy
-    out = (at(y0i, x0i) * ux * uy + at(y0i, x1i) * wx * uy
-           + at(y1i, x0i) * ux * wy + at(y1i, x1i) * wx * wy)
-    return out.permute(0, 3, 1, 2).to(x.dtype)
 
 
 def compose_flow(f_ab: torch.Tensor, f_bc: torch.Tensor) -> torch.Tensor:
