@@ -84,11 +84,82 @@ def _flat_dynamic_shapes(dyn: dict, module: nn.Module, name: str) -> object:
     return dyn[name]
 
 
+class GilFreeRunner:
+    """Runs a CPU AOTInductor package through its C entry points, called by ctypes, which lets go
+    of Python's GIL for the call. (torch's own loader holds the GIL for the whole call,
+    pytorch/pytorch#197516, so the decoder and encoder threads stall while a stage runs.)
+    Called with flat tensors, returns what the exported module returned (a tensor or a tuple)."""
+
+    def __init__(self, path: Path) -> None:
+        import ctypes
+        import shutil
+        import tempfile
+        import zipfile
+
+        from torch.utils import _pytree as pytree
+
+        tmp = tempfile.mkdtemp(prefix="mstgan-aot-")
+        try:
+            with zipfile.ZipFile(path) as z:
+                libs = [n for n in z.namelist() if n.endswith(".so") and "/data/aotinductor/" in n]
+                if len(libs) != 1:
+                    raise RuntimeError(f"expected one model library in the package, found {len(libs)}")
+                lib = ctypes.CDLL(z.extract(libs[0], tmp))  # mapped: the file may go
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._lib = lib
+        self._handle = ctypes.c_void_p()
+        self._check(lib.AOTInductorModelContainerCreateWithDevice(
+            ctypes.byref(self._handle), ctypes.c_size_t(1), b"cpu", None), "create")
+        n_in, n_out = ctypes.c_size_t(), ctypes.c_size_t()
+        self._check(lib.AOTInductorModelContainerGetNumInputs(self._handle, ctypes.byref(n_in)), "inputs")
+        self._check(lib.AOTInductorModelContainerGetNumOutputs(self._handle, ctypes.byref(n_out)), "outputs")
+        self.n_in, self.n_out = n_in.value, n_out.value
+        in_spec, out_spec = ctypes.c_char_p(), ctypes.c_char_p()
+        self._check(lib.AOTInductorModelContainerGetCallSpec(
+            self._handle, ctypes.byref(in_spec), ctypes.byref(out_spec)), "call spec")
+        self._out_spec = pytree.treespec_loads(out_spec.value.decode())
+        api = ctypes.pythonapi
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        api.PyCapsule_New.restype = ctypes.py_object
+        api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._api, self._ctypes, self._unflatten = api, ctypes, pytree.tree_unflatten
+
+    @staticmethod
+    def _check(err: int, what: str) -> None:
+        if err != 0:
+            raise RuntimeError(f"AOTInductor {what} failed ({err})")
+
+    def __call__(self, *tensors: torch.Tensor) -> object:
+        ct, api = self._ctypes, self._api
+        if len(tensors) != self.n_in:
+            raise ValueError(f"the package takes {self.n_in} tensors, got {len(tensors)}")
+        # new handles to the inputs, which the run takes over (and frees)
+        caps = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        inputs = (ct.c_void_p * self.n_in)(*[api.PyCapsule_GetPointer(c, None) for c in caps])
+        outputs = (ct.c_void_p * self.n_out)()
+        self._check(self._lib.AOTInductorModelContainerRun(
+            self._handle, inputs, ct.c_size_t(self.n_in), outputs, ct.c_size_t(self.n_out), None, None), "run")
+        out = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
+            [api.PyCapsule_New(outputs[i], None, None) for i in range(self.n_out)])
+        return self._unflatten(list(out), self._out_spec)
+
+
+def _runner(path: Path) -> Callable[..., object]:
+    """The package at `path`, ready to call: through ctypes (GIL released), else torch's loader."""
+    try:
+        return GilFreeRunner(path)
+    except (OSError, AttributeError, RuntimeError, KeyError, ValueError) as exc:
+        log.debug("compile: %s through torch's loader (%s)", path.name, exc)
+        return torch._inductor.aoti_load_package(str(path))
+
+
 def _load(path: Path) -> Callable[..., object] | None:
     if not path.is_file():
         return None
     try:
-        return torch._inductor.aoti_load_package(str(path))
+        return _runner(path)
     except Exception as exc:  # noqa: BLE001 - a stale or damaged package is rebuilt
         log.warning("compile: cannot load %s (%s); rebuilding it", path, exc)
         return None
@@ -133,7 +204,7 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
         for name in missing:
             t0 = time.perf_counter()
             build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name])
-            runners[name] = torch._inductor.aoti_load_package(str(paths[name]))
+            runners[name] = _runner(paths[name])
             log.info("compile: built %s in %.0fs (%s)", name, time.perf_counter() - t0, paths[name])
     else:
         log.info("compile: loaded the compiled model from %s", package_dir())
