@@ -12,7 +12,9 @@ int8 convolutions) into a shared library, and packaged on disk:
 
 One package serves every frame size, so only the very first run of a model at a precision
 builds (about 2 minutes on 2 cores); every later run loads the three packages in milliseconds.
-A package that does not load (another torch, a damaged file) is rebuilt.
+A package that does not load (another torch, a damaged file) is rebuilt. Packages are called
+through their C entry points (:class:`GilFreeRunner`), so decoding and encoding threads keep
+running while a stage computes.
 """
 from __future__ import annotations
 
