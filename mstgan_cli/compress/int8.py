@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -224,13 +224,22 @@ def write_qparams(path: Path, digest: str, ranges: dict, source: str) -> None:
     tmp.replace(path)
 
 
-def stored_qparams(digest: str, sidecar: Path | None = None) -> tuple[dict, Path] | None:
-    """The stored calibration for weights `digest`: `sidecar`'s if it fits, else the cache's."""
-    for path in ([sidecar] if sidecar else []) + [cache_dir() / "int8" / f"{digest}.json"]:
+def _readable(digest: str, sidecar: Path | None) -> Iterator[tuple[dict, Path]]:
+    """Each stored calibration that belongs to weights `digest`, in the order to try them:
+    `sidecar` (shipped beside the checkpoint), then the cache's."""
+    for path in ([sidecar] if sidecar else []) + [_cache_path(digest)]:
         data = read_qparams(path, digest)
         if data:
-            return data, path
-    return None
+            yield data, path
+
+
+def _cache_path(digest: str) -> Path:
+    return cache_dir() / "int8" / f"{digest}.json"
+
+
+def stored_qparams(digest: str, sidecar: Path | None = None) -> dict | None:
+    """The stored calibration for weights `digest`: `sidecar`'s if it fits, else the cache's."""
+    return next((data for data, _ in _readable(digest, sidecar)), None)
 
 
 def qparams_digest(data: dict) -> str:
@@ -245,10 +254,9 @@ def quantize(model: MSTGANGenerator, sidecar: Path | None = None,
     (in that order; a fresh calibration is cached). Raises BackendError when none is available."""
     digest = model_hash(model)
     prepared = prepare(model)
-    cached = cache_dir() / "int8" / f"{digest}.json"
-    for path in ([sidecar] if sidecar else []) + [cached]:
-        data = read_qparams(path, digest)
-        if data and load_qparams(prepared, data["stages"]):
+    cached = _cache_path(digest)
+    for data, path in _readable(digest, sidecar):
+        if load_qparams(prepared, data["stages"]):
             log.info("int8: calibration from %s", path)
             return convert(prepared)
     if not calibration_frames:

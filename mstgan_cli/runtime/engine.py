@@ -1,6 +1,7 @@
 """The generator as a FrameUpscaler: device, precision and backend choice, padding, tiling, batching."""
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterable, Iterator
@@ -127,10 +128,16 @@ class ModelUpscaler:
         (fp32/bf16 on the CPU; int8 packages also depend on the calibration)."""
         if self.device.type != "cpu" or self.precision == "int8":
             return False
-        from ..compress.int8 import model_hash
         from .backends.aot import package_paths
 
-        return all(p.is_file() for p in package_paths(model_hash(self.model), self.precision).values())
+        return all(p.is_file() for p in package_paths(self._digest, self.precision).values())
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        """The weights' hash, which keys the compiled packages and the int8 calibration."""
+        from ..compress.int8 import model_hash
+
+        return model_hash(self.model)
 
     def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
         """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
@@ -160,7 +167,7 @@ class ModelUpscaler:
         from ..compress import int8
         from .backends.aot import aot_stages
 
-        digest = int8.model_hash(self.model)
+        digest = self._digest
         if self.precision != "int8":
             return aot_stages(self.model, self.precision, self.dtype, digest, lambda: stage_modules(self.model))
         built: dict[str, torch.nn.Module] = {}
@@ -169,7 +176,7 @@ class ModelUpscaler:
             built = int8.quantize(self.model, self.int8_qparams, head)
             stored = int8.stored_qparams(digest, self.int8_qparams)
             assert stored is not None, "a fresh int8 calibration is cached"
-        extra = {"qparams": int8.qparams_digest(stored[0]), **int8.versions()}
+        extra = {"qparams": int8.qparams_digest(stored), **int8.versions()}
         return aot_stages(self.model, "int8", torch.float32, digest,
                           lambda: built or int8.quantize(self.model, self.int8_qparams, head), extra)
 

@@ -11,7 +11,7 @@ int8 convolutions) into a shared library, and packaged on disk:
                                               and CPU ISA
 
 One package serves every frame size, so only the very first run of a model at a precision
-builds (about 2 minutes on 2 cores); every later run loads the three packages in milliseconds.
+builds (2-3 minutes on 2 cores); every later run loads the three packages in milliseconds.
 A package that does not load (another torch, a damaged file) is rebuilt. Packages are called
 through their C entry points (:class:`GilFreeRunner`), so decoding and encoding threads keep
 running while a stage computes.
