@@ -13,6 +13,7 @@ import torch
 from ..errors import BackendError
 from ..model.generator import MSTGANGenerator
 from .backends import Stages, compiled_stages, eager_stages, resolve_backend
+from .memory import keep_freed_memory
 from .stages import stage_modules
 from .window import WindowStream, iter_chunks, pad_frames
 
@@ -92,6 +93,8 @@ class ModelUpscaler:
                  batch: int = 1, tile: int = 0, backend: str = "auto",
                  int8_qparams: Path | None = None) -> None:
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # per-frame buffers are reused instead of page-faulted in again
         self.precision = resolve_precision(precision, self.device)
         self.backend = resolve_backend(backend, self.device, self.precision)
         # on the CPU, `auto` may still switch to compile once the job's length is known (expect())
