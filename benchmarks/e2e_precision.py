@@ -16,6 +16,10 @@ runs. Reported per configuration (medians):
 - "s/frame": (long - short) / (frames between): what each further frame costs end to end;
 - speed-ups of both against fp32 eager.
 
+``--release-memory-too`` adds every configuration again with ``MSTGAN_KEEP_FREED_MEMORY=0``
+(glibc hands large freed buffers back to the kernel after every frame, as before
+``mstgan_cli/runtime/memory.py``), in the same rounds.
+
     python benchmarks/e2e_precision.py --out benchmarks/results
 
 Writes ``--out``/e2e_precision.md and e2e_precision.json.
@@ -38,6 +42,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [("fp32", "eager"), ("bf16", "eager"), ("fp32", "compile"), ("bf16", "compile"), ("int8", "compile")]
+# --release-memory-too: these again with MSTGAN_KEEP_FREED_MEMORY=0 (glibc hands large freed
+# buffers back to the kernel after every frame, as before mstgan_cli.runtime.memory)
+RELEASE = "release"
 
 
 def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | None) -> None:
@@ -69,10 +76,12 @@ def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | 
             c.mux(p)
 
 
-def run_job(src: Path, out: Path, precision: str, backend: str, model: str, threads: int, cache: Path) -> float:
+def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Path) -> float:
+    precision, backend, *variant = key.split("-")
     cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "--scale", "4", "--model", model,
            "--precision", precision, "--backend", backend, "--device", "cpu", "-o", str(out), "-y", "-q"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache),
+               MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1")
     t = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -90,10 +99,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
+    ap.add_argument("--release-memory-too", action="store_true",
+                    help="also run each configuration with MSTGAN_KEEP_FREED_MEMORY=0 (rows '...-release')")
     ap.add_argument("--source", type=Path, default=REPO.parent / "shared/data/train/videos/cockatoo.mkv")
     ap.add_argument("--out", type=Path, default=None, help="folder for e2e_precision.md/json (default: print only)")
     a = ap.parse_args()
-    configs = [c for c in CONFIGS if not a.only or f"{c[0]}-{c[1]}" in a.only.split(",")]
+    keys = [f"{p}-{b}" for p, b in CONFIGS if not a.only or f"{p}-{b}" in a.only.split(",")]
+    keys += [f"{k}-{RELEASE}" for k in keys] if a.release_memory_too else []
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -101,16 +113,15 @@ def main() -> None:
         for n in (3, a.short, a.long):
             srcs[n] = tmp / f"src{n}.mkv"
             write_source(srcs[n], n, (w, h), a.source)
-        first = {f"{p}-{b}": run_job(srcs[3], tmp / "warm.mkv", p, b, a.model, a.threads, tmp / "cache")
-                 for p, b in configs}  # first runs: build what later runs load
-        walls: dict[str, dict[int, list[float]]] = {f"{p}-{b}": {a.short: [], a.long: []} for p, b in configs}
+        first = {k: run_job(srcs[3], tmp / "warm.mkv", k, a.model, a.threads, tmp / "cache")
+                 for k in keys}  # first runs: build what later runs load
+        walls: dict[str, dict[int, list[float]]] = {k: {a.short: [], a.long: []} for k in keys}
         started = datetime.datetime.now(datetime.timezone.utc)
         load0 = os.getloadavg()[0]
         for _ in range(a.rounds):
             for n in (a.short, a.long):
-                for p, b in configs:
-                    walls[f"{p}-{b}"][n].append(run_job(srcs[n], tmp / "out.mkv", p, b, a.model, a.threads,
-                                                        tmp / "cache"))
+                for k in keys:
+                    walls[k][n].append(run_job(srcs[n], tmp / "out.mkv", k, a.model, a.threads, tmp / "cache"))
         load1 = os.getloadavg()[0]
     rows = {}
     for key, d in walls.items():
@@ -121,13 +132,16 @@ def main() -> None:
     lines = [f"`mstgan upscale` x4 of {a.long} (and {a.short}) {a.size} frames, model {a.model}, {a.threads} threads, "
              f"median of {a.rounds} round(s); {platform.processor() or platform.machine()}; "
              f"{started:%Y-%m-%d %H:%M} UTC, load average {load0:.1f} -> {load1:.1f}.", "",
-             "| precision | backend | first run s (3 frames) | job s | job speed-up | s/frame | per-frame speed-up |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| precision | backend | freed memory | first run s (3 frames) | job s | job speed-up | s/frame "
+             "| per-frame speed-up |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for key, r in rows.items():
-        p, b = key.split("-")
+        p, b, *variant = key.split("-")
         js = f"{base['job_s'] / r['job_s']:.2f}x" if base else "-"
         fs = f"{base['s_per_frame'] / r['s_per_frame']:.2f}x" if base else "-"
-        lines.append(f"| {p} | {b} | {r['first_s']:.1f} | {r['job_s']:.1f} | {js} | {r['s_per_frame']:.3f} | {fs} |")
+        mem = "released (before)" if RELEASE in variant else "kept"
+        lines.append(f"| {p} | {b} | {mem} | {r['first_s']:.1f} | {r['job_s']:.1f} | {js} | {r['s_per_frame']:.3f} "
+                     f"| {fs} |")
     text = "\n".join(lines)
     print(text)
     if a.out:

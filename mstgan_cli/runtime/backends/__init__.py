@@ -89,11 +89,12 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
 
 
 # Low-resolution pixel-frames from which `auto` builds the compiled packages on the CPU. Measured
-# (benchmarks/RESULTS.md, 2-core CPU, x4 at 480x272): eager fp32 ~7 us per LR pixel-frame, compiled
-# ~4.6 us, and building the three packages ~135 s once, so a job of ~55 M pixel-frames pays the
-# build back by itself (480x272: ~460 frames; 960x540: ~115 frames). Smaller jobs stay eager
-# unless the packages were built before (`--backend compile` once builds them for good).
-AUTO_COMPILE_MIN_WORK = 55e6
+# end to end (benchmarks/RESULTS.md, 2-core CPU, x4 at 480x272, freed memory kept): eager fp32
+# ~6.5 us per LR pixel-frame, compiled ~5.0 us, and building the three packages ~160 s once, so a
+# job of ~110 M pixel-frames pays the build back by itself (480x272: ~840 frames; 960x540: ~210
+# frames). Smaller jobs stay eager unless the packages were built before (`--backend compile`
+# once builds them for good).
+AUTO_COMPILE_MIN_WORK = 110e6
 
 
 def auto_cpu_backend(precision: str, frames: int | None, height: int, width: int, built: bool = False) -> str:
