@@ -123,8 +123,11 @@ def test_real_signal_mid_run_leaves_nothing(clip, tmp_path: Path, sig, code) -> 
     src = clip("big")  # 200 frames: several seconds of work
     cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "-o", str(tmp_path / "out.mp4"),
            "--model", "bicubic", "--target", "1080p", "--preset", "ultrafast"]
+    # (a shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored: give the child the default, as a terminal would)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.*.video.mp4")):
         assert proc.poll() is None, proc.stderr.read().decode()
