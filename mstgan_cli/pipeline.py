@@ -171,7 +171,7 @@ class _Job:
                      plan.pix_fmt, colour.matrix, colour.range)
             return VideoEncoder(path, plan, size=self.size.size, src_size=src_size,
                                 time_base=decoder.time_base, rate=v.avg_rate, colour=colour,
-                                sar=self.size.sar, threads=encoder_threads(upscaler))
+                                sar=self.size.sar, threads=encoder_threads(upscaler, v.upright_size, self.size.size))
         return Stages(upscaler, v.upright_size, decoder.deep, open_encoder,
                       lambda n: self.report("upscaling", n))
 
@@ -180,16 +180,33 @@ class _Job:
                             **kwargs)  # type: ignore[arg-type]
 
 
-def encoder_threads(upscaler: FrameUpscaler) -> int:
-    """Threads for the video encoder: 1 when a model runs on the CPU, else the codec's choice.
+# CPU seconds per pixel measured on the 2-core development CPU: x264 `medium` per output pixel
+# (benchmarks/encode_cost.py: 0.82 s per 3840x2160 frame), the fastest CPU model path (int8,
+# compiled) per input pixel (benchmarks/results/precision.md: 0.56 s per 480x272 frame)
+ENCODER_CPU_S_PER_OUT_PX = 0.1e-6
+MODEL_CPU_S_PER_IN_PX = 4.3e-6
+
+
+def encoder_threads(upscaler: FrameUpscaler, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
+    """Threads for the video encoder: 1 when a model on the CPU does most of the work, else the
+    codec's choice.
 
     On a small CPU the model's intra-op threads already use every core; x264's own pool (1.5
     threads per core) then preempts them at every parallel region and the model waits for its
     stragglers. One encoder thread costs the same CPU time without that (2-core CPU, fp32 compile,
     320x180 -> 1280x720: end to end 74% -> 87% of the model-only fps;
-    benchmarks/pipeline_overlap.py). A model on a GPU leaves the cores to the encoder."""
+    benchmarks/pipeline_overlap.py). But one thread keeps up only while encoding a frame takes
+    less CPU time than the model's wall time per frame (its CPU time spread over its threads):
+    when the output grows by much more than x4 (a 320x180 clip to 4K: 144x the pixels) the single
+    encoder thread becomes the bottleneck (the README's example: 58 s with one thread, 39 s with
+    x264's own). A model on a GPU leaves the cores to the encoder."""
     device = getattr(upscaler, "device", None)
-    return 1 if isinstance(device, torch.device) and device.type == "cpu" else 0
+    if not (isinstance(device, torch.device) and device.type == "cpu"):
+        return 0
+    growth = out_size[0] * out_size[1] / max(1, in_size[0] * in_size[1])
+    encoder_s = growth * ENCODER_CPU_S_PER_OUT_PX  # per input pixel
+    model_wall_s = MODEL_CPU_S_PER_IN_PX / max(1, torch.get_num_threads())
+    return 1 if encoder_s < model_wall_s else 0
 
 
 def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:

@@ -242,3 +242,24 @@ def test_lanczos_baseline_and_awkward_file_names(clip, tmp_path: Path) -> None:
     result = upscale_file(src, UpscaleOptions(model="lanczos", scale=2, encode=FAST))
     assert result.output == tmp_path / "-odd näme: 1_x2.mp4" and result.model_scale == 1
     assert video_stream(result.output)["width"] == 128
+
+
+def test_encoder_gets_one_thread_only_while_the_cpu_model_dominates(monkeypatch) -> None:
+    import torch
+
+    from mstgan_cli.pipeline import encoder_threads
+
+    class OnCpu:
+        device = torch.device("cpu")
+
+    class OnGpu:
+        device = torch.device("cuda")
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    # x4 on 2 cores: the model takes most of the CPU, one x264 thread keeps up and preempts nothing
+    assert encoder_threads(OnCpu(), (480, 270), (1920, 1080)) == 1
+    # 320x180 to 4K: 144x the pixels, one x264 thread would be the bottleneck (README example)
+    assert encoder_threads(OnCpu(), (320, 180), (3840, 2160)) == 0
+    assert encoder_threads(OnGpu(), (480, 270), (1920, 1080)) == 0  # the cores are the encoder's
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert encoder_threads(OnCpu(), (480, 270), (1920, 1080)) == 0  # the model's share is short
