@@ -89,6 +89,7 @@ def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", 
     _import_torchao()
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
+    from ..model.blocks import warps_as_gathers
     from ..runtime.stages import dynamic_shapes, sample_inputs, stage_modules
 
     m = model.config.size_multiple
@@ -100,7 +101,8 @@ def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", 
         if name not in stages:
             continue
         t0 = time.perf_counter()
-        gm = export(mod, samples[name], dynamic_shapes=dyn[name]).module()
+        with warps_as_gathers():  # this graph is compiled by Inductor for the CPU
+            gm = export(mod, samples[name], dynamic_shapes=dyn[name]).module()
         out[name] = prepare_pt2e(gm, _quantizer())
         log.debug("int8: %s exported and prepared in %.1fs", name, time.perf_counter() - t0)
     return out

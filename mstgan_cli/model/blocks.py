@@ -5,6 +5,10 @@ pixel_shuffle, interpolate, grid_sample, elementwise); no I/O, no device choices
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -108,6 +112,20 @@ def base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.cat([xs, ys], dim=1)
 
 
+_GATHER_WARPS: contextvars.ContextVar[bool] = contextvars.ContextVar("gather_warps", default=False)
+
+
+@contextlib.contextmanager
+def warps_as_gathers() -> Iterator[None]:
+    """Inside, :func:`flow_warp` on CPU tensors is written as :func:`gather_warp`: for graphs
+    that Inductor compiles for the CPU (AOTInductor packages, INT8), traced inside this."""
+    token = _GATHER_WARPS.set(True)
+    try:
+        yield
+    finally:
+        _GATHER_WARPS.reset(token)
+
+
 def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward warp: out(p) = x(p + flow(p)), bilinear, border padding.
 
@@ -118,6 +136,8 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """
     b, _, h, w = x.shape
     assert flow.shape[-2:] == (h, w), f"flow {tuple(flow.shape)} does not match features {tuple(x.shape)}"
+    if _GATHER_WARPS.get() and x.device.type == "cpu":
+        return gather_warp(x, flow)
     flow = flow.float()
     coords = base_grid(h, w, flow) + flow
     # normalise to [-1, 1] with align_corners=True: pixel 0 -> -1, pixel W-1 -> +1
@@ -126,6 +146,38 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid = torch.stack([gx, gy], dim=-1)  # (B, H, W, 2)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(x.dtype)
+
+
+def gather_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """:func:`flow_warp` for Inductor on the CPU: the same bilinear, border-padded backward warp,
+    written as four gathers of whole pixels (rows of C channels) from the channels-last features.
+
+    Inductor compiles this into contiguous channel loads with one coordinate computation per
+    pixel; its decomposition of ``grid_sample`` recomputes every pixel's coordinates for each
+    channel. Kept flat, (pixels, C): written as (B, H, W, C) gathers, Inductor fuses more and
+    runs slower (``benchmarks/RESULTS.md``). Eagerly the gathers are several times slower than
+    ``grid_sample``, and TensorRT has its own grid sampling, so only graphs traced inside
+    :func:`warps_as_gathers` use this. Same results up to rounding.
+    """
+    b, c, h, w = x.shape
+    flow = flow.float()
+    xs = (torch.arange(w, device=x.device, dtype=torch.float32).view(1, 1, w) + flow[:, 0]).clamp(0, w - 1)
+    ys = (torch.arange(h, device=x.device, dtype=torch.float32).view(1, h, 1) + flow[:, 1]).clamp(0, h - 1)
+    x0f, y0f = xs.floor(), ys.floor()
+    wx, wy = (xs - x0f).reshape(-1, 1), (ys - y0f).reshape(-1, 1)  # weights of the right/lower pixels
+    x0, y0 = x0f.long(), y0f.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)  # weight 0 where clamped
+    frame = torch.arange(b, device=x.device).view(b, 1, 1) * h
+    r0, r1 = (frame + y0) * w, (frame + y1) * w
+    rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c)  # a view of channels-last features
+
+    def pixels(index: torch.Tensor) -> torch.Tensor:
+        return rows[index.reshape(-1)].float()
+
+    top = pixels(r0 + x0) * (1 - wx) + pixels(r0 + x1) * wx
+    bottom = pixels(r1 + x0) * (1 - wx) + pixels(r1 + x1) * wx
+    out = top * (1 - wy) + bottom * wy
+    return out.view(b, h, w, c).permute(0, 3, 1, 2).to(x.dtype)
 
 
 def compose_flow(f_ab: torch.Tensor, f_bc: torch.Tensor) -> torch.Tensor:

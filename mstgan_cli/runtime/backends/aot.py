@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ...model.blocks import warps_as_gathers
 from ...model.generator import MSTGANGenerator
 from . import Stages
 
@@ -168,8 +169,9 @@ def _load(path: Path) -> Callable[..., object] | None:
 
 
 def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_shapes: object, path: Path) -> None:
-    """Export `module` with dynamic shapes, compile it with Inductor (freezing on) and write the
-    package to `path` atomically (a concurrent run builds its own and one of them wins)."""
+    """Export `module` with dynamic shapes (warps as gathers, which Inductor compiles better than
+    ``grid_sample``), compile it with Inductor (freezing on) and write the package to `path`
+    atomically (a concurrent run builds its own and one of them wins)."""
     import torch._inductor.config as inductor_config
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +179,7 @@ def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_sha
     # (Inductor applies freezing only with grad mode off: without it the int8 convolutions stay
     # dequantise + fp32 convolution, and run 2x slower)
     try:
-        with torch.no_grad(), inductor_config.patch(freezing=True):
+        with torch.no_grad(), inductor_config.patch(freezing=True), warps_as_gathers():
             ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
             torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
         tmp.replace(path)
