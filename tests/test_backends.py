@@ -142,6 +142,29 @@ def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatc
     assert built == [] and asked == [1]  # all cached: the modules are not even made
 
 
+def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, tmp_path):
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path: path.write_bytes(b"good"))
+    monkeypatch.setattr(aot, "_runner", lambda path: (lambda *a: None))
+    model = _model()
+
+    def build(digest, precision, code):
+        monkeypatch.setattr(aot, "code_digest", lambda: code)
+        aot.aot_stages(model, precision, torch.float32, digest, lambda: stage_modules(model))
+        return set(aot.package_paths(digest, precision).values())
+
+    old = build("d1", "fp32", "v1")
+    others = build("d2", "fp32", "v1") | build("d1", "bf16", "v1")  # other weights, other precision
+    legacy = aot.package_dir() / "window-0123456789abcdef0123.pt2"  # from before facts were kept
+    legacy.write_bytes(b"good")
+    assert all(p.exists() for p in old | others)
+    new = build("d1", "fp32", "v2")  # a new mstgan: the same weights and precision, rebuilt
+    assert all(p.exists() for p in new | others)
+    assert not any(p.exists() for p in old) and not legacy.exists()
+    assert len(list(aot.package_dir().glob("*.json"))) == 3
+    assert len(list(aot.package_dir().glob("*.pt2"))) == 9
+
+
 @pytest.mark.parametrize("backend,device,precision,message", [
     ("tensorrt", CPU, "fp32", "needs a CUDA GPU"),
     ("eager", CPU, "int8", "runs compiled"),
@@ -248,6 +271,33 @@ def test_compile_matches_eager_on_the_cpu_and_builds_once(tmp_path, monkeypatch)
     # run through ctypes, which releases the GIL (torch's loader would hold it: no overlap)
     st = other.stages(36, 44)
     assert all(isinstance(f, aot.GilFreeRunner) for f in (st.encode, st.flows, st.window))
+
+
+def test_frames_larger_than_the_compiled_packages_take_are_tiled():
+    m = _model().config.size_multiple
+    side, core = aot.MAX_SIDE, (aot.MAX_SIDE - 32) // m * m
+    compiled = ModelUpscaler(_model(), device="cpu", precision="fp32", backend="compile")
+    assert compiled._tile_for(2160, 3840) == 0           # fits: whole frames
+    assert compiled._tile_for(100, side + 1) == core     # too wide: tiles that fit with their context
+    assert core + 2 * 16 <= side
+    assert ModelUpscaler(_model(), device="cpu", precision="fp32", backend="compile",
+                         tile=256)._tile_for(100, side + 1) == 256  # a smaller --tile is kept
+    assert ModelUpscaler(_model(), device="cpu", precision="fp32", backend="eager")._tile_for(100, side + 1) == 0
+
+
+@pytest.mark.slow
+def test_compiled_packages_tile_larger_frames_and_cap_the_batch(tmp_path, monkeypatch):
+    """Packages built for frames of at most MAX_SIDE pixels and batches of MAX_BATCH (made small
+    here) get larger frames in tiles and larger batches in parts: the frames of eager with the
+    same tiles."""
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(aot, "MAX_SIDE", 48)
+    monkeypatch.setattr(aot, "MAX_BATCH", 2)
+    frames = _frames(5, 20, 60)
+    got = torch.stack(list(ModelUpscaler(_model(), device="cpu", precision="fp32", backend="compile",
+                                         batch=3).process(frames)))
+    ref = torch.stack(list(ModelUpscaler(_model(), device="cpu", tile=16, batch=3).process(frames)))
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ Each stage (:mod:`mstgan_cli.runtime.stages`) is exported with dynamic batch/H/W
 torchao's ``X86InductorQuantizer`` (convolutions: int8 weights per output channel, symmetric;
 activations int8 per tensor, ranges from calibration), calibrated, converted, and later compiled
 by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
-fp32: flow warping (grid_sample), interpolation, pooling, the attention's mean/sigmoid, and the
-bicubic skip (excluded on purpose: it carries the whole picture).
+fp32: flow warping (traced as gathers, see ``model.blocks.gather_warp``), interpolation,
+pooling, the attention's mean/sigmoid, and the bicubic skip (excluded on purpose: it carries
+the whole picture).
 
 The activation scales and zero points ("qparams") are a few kB of JSON, keyed by the model's weights hash:
 

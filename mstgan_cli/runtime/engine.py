@@ -143,12 +143,39 @@ class ModelUpscaler:
 
         return model_hash(self.model)
 
+    def _settle_backend(self) -> None:
+        """`auto` on the CPU takes the compiled model when it is built, even when expect() was
+        never told the job's length (a pipe). Decided before the first frames."""
+        if self._auto_cpu and not self._stages and self.backend == "eager" and self.compiled_cached():
+            log.info("backend auto: compile (built before)")
+            self.backend = "compile"
+
+    def _limits(self) -> tuple[int, int]:
+        """The largest batch and LR tile side the stages take (0: any). The CPU's compiled
+        packages are built for at most aot.MAX_BATCH windows of aot.MAX_SIDE pixels a side."""
+        if self.backend == "compile" and self.device.type == "cpu":
+            from .backends.aot import MAX_BATCH, MAX_SIDE
+
+            return MAX_BATCH, MAX_SIDE
+        return 0, 0
+
+    def _tile_for(self, h: int, w: int) -> int:
+        """The tile size for (h, w) LR frames: `tile`, made small enough for the backend."""
+        _, side = self._limits()
+        m = self.model.config.size_multiple
+        if not side or max(h + (-h) % m, w + (-w) % m) <= side:
+            return self.tile
+        core = (side - 2 * TILE_OVERLAP) // m * m  # a tile with its context, padded, still fits
+        if self.tile and self.tile <= core:
+            return self.tile
+        log.info("frames of %dx%d are larger than the compiled model takes (%d pixels a side): "
+                 "processing them in tiles of %d", w, h, side, core)
+        return core
+
     def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
         """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
         the size; `head` (first LR frames) calibrates an int8 model that has no stored calibration."""
-        if self._auto_cpu and not self._stages and self.backend == "eager" and self.compiled_cached():
-            log.info("backend auto: compile (built before)")  # e.g. a pipe, whose length expect() never saw
-            self.backend = "compile"
+        self._settle_backend()
         key = (h, w) if self.backend == "tensorrt" else (0, 0)
         if key not in self._stages:
             if self.backend == "tensorrt":
@@ -196,17 +223,21 @@ class ModelUpscaler:
             frames = iter(frames)
             head = list(itertools.islice(frames, CALIBRATION_FRAMES))
             frames = itertools.chain(head, frames)
-        for chunk in iter_chunks(frames, self.batch):
+        self._settle_backend()
+        max_batch, _ = self._limits()
+        batch = min(self.batch, max_batch) if max_batch else self.batch
+        for chunk in iter_chunks(frames, batch):
             # frames stay fp32: the stages cast them where the network's precision applies
             x = torch.stack(chunk).to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             if tiles is None:
                 h, w = x.shape[-2:]
-                spans = [(ys, xs) for ys in _spans(h, self.tile, TILE_OVERLAP) for xs in _spans(w, self.tile, TILE_OVERLAP)]
+                tile = self._tile_for(h, w)
+                spans = [(ys, xs) for ys in _spans(h, tile, TILE_OVERLAP) for xs in _spans(w, tile, TILE_OVERLAP)]
                 ph = max(y1 - y0 for (y0, y1, _, _), _ in spans)
                 pw = max(x1 - x0 for _, (x0, x1, _, _) in spans)
                 stages = self.stages(ph + (-ph) % m, pw + (-pw) % m, head)
                 head = None
-                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, self.batch, stages=stages))
+                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, batch, stages=stages))
                          for (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) in spans]
             assert x.shape[-2:] == (h, w), "all frames of a stream must have the same size"
             outs = [t.stream.push(pad_frames(x[..., t.y0:t.y1, t.x0:t.x1], m)) for t in tiles]

@@ -9,10 +9,13 @@ int8 convolutions) into a shared library, and packaged on disk:
     ~/.cache/mstgan/aot/<stage>-<key>.pt2     key = sha256 of the weights, precision, int8
                                               calibration, model code, torch/torchao version
                                               and CPU ISA
+    ~/.cache/mstgan/aot/<key>.json            those facts, readable
 
-One package serves every frame size, so only the very first run of a model at a precision
-builds (2-3 minutes on 2 cores); every later run loads the three packages in milliseconds.
-A package that does not load (another torch, a damaged file) is rebuilt. Packages are called
+One package serves every frame size up to MAX_SIDE low-resolution pixels a side (the upscaler
+tiles larger frames), so only the very first run of a model at a precision builds (2-3 minutes
+on 2 cores); every later run loads the three packages in milliseconds. A package that does not
+load (another torch, a damaged file) is rebuilt, and a build deletes the packages it supersedes
+(same weights and precision, built for other code or another torch). Packages are called
 through their C entry points (:class:`GilFreeRunner`), so decoding and encoding threads keep
 running while a stage computes.
 """
@@ -40,9 +43,12 @@ log = logging.getLogger("mstgan_cli")
 FORMAT = "mstgan-aot/1"
 STAGES = ("encode", "flows", "window")
 # the shapes the stages are traced at: a typical frame (batch 2: a batch of 1 would be taken
-# for a constant); the packages accept any batch up to 64 and any H/W up to 4096 low-resolution
-# pixels (the limits of stages.dynamic_shapes, which int8's quantised graphs were traced with)
+# for a constant)
 TRACE_BATCH, TRACE_H, TRACE_W = 2, 272, 480
+# what a package accepts: any batch up to MAX_BATCH and any H/W up to MAX_SIDE low-resolution
+# pixels (the defaults of stages.dynamic_shapes, which int8's quantised graphs are traced with);
+# the upscaler cuts larger frames into tiles and caps its batch (engine.ModelUpscaler)
+MAX_BATCH, MAX_SIDE = 64, 4096
 
 
 def package_dir() -> Path:
@@ -64,18 +70,57 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def package_facts(digest: str, precision: str, extra: dict | None = None) -> dict:
+    """What a package depends on: the weights, the precision (and for int8 the calibration),
+    the model's code, the shapes it takes, the torch build and the CPU's instruction set."""
+    return {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
+            "max_batch": MAX_BATCH, "max_side": MAX_SIDE,
+            "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
+            "machine": platform.machine(), **(extra or {})}
+
+
 def package_key(digest: str, precision: str, extra: dict | None = None) -> str:
-    """What a package depends on, hashed: the weights, the precision (and for int8 the
-    calibration), the model's code, the torch build and the CPU's instruction set."""
-    facts = {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
-             "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
-             "machine": platform.machine(), **(extra or {})}
+    """The facts of :func:`package_facts`, hashed: the name of the packages."""
+    facts = package_facts(digest, precision, extra)
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def package_paths(digest: str, precision: str, extra: dict | None = None) -> dict[str, Path]:
     key = package_key(digest, precision, extra)
     return {name: package_dir() / f"{name}-{key}.pt2" for name in STAGES}
+
+
+def _key_of(path: Path) -> str:
+    return path.stem.rsplit("-", 1)[-1]
+
+
+def prune_superseded(digest: str, precision: str, extra: dict | None = None) -> list[Path]:
+    """Delete the packages that the current ones replace, and return them: those of the same
+    weights at the same precision built for anything else (an earlier mstgan's code, another
+    torch, another int8 calibration), and those whose facts are unknown (built before packages
+    recorded them). Packages of other models or precisions stay. Each set of packages records
+    its facts in ``<key>.json`` beside them."""
+    keep = package_key(digest, precision, extra)
+    folder = package_dir()
+    superseded: set[str] = set()
+    for facts_file in folder.glob("*.json"):
+        try:
+            facts = json.loads(facts_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if facts_file.stem != keep and facts.get("model") == digest and facts.get("precision") == precision:
+            superseded.add(facts_file.stem)
+    removed = []
+    for path in sorted(folder.glob("*.pt2")):
+        key = _key_of(path)
+        if not path.name.startswith(".") and key != keep and (key in superseded or not (folder / f"{key}.json").exists()):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for key in superseded:
+        (folder / f"{key}.json").unlink(missing_ok=True)
+    if removed:
+        log.info("compile: removed %d superseded package(s) from %s", len(removed), folder)
+    return removed
 
 
 def _flat_dynamic_shapes(dyn: dict, module: nn.Module, name: str) -> object:
@@ -199,20 +244,26 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
     if missing:
         log.warning("compile: building the model for this CPU at %s (once, 2-3 minutes on 2 cores; "
                     "later runs load it from %s)", precision, package_dir())
+        key = package_key(digest, precision, extra)
+        facts_file = package_dir() / f"{key}.json"
+        facts_file.parent.mkdir(parents=True, exist_ok=True)
+        facts_file.write_text(json.dumps(package_facts(digest, precision, extra), indent=1, sort_keys=True))
         mods = modules()
         m = model.config.size_multiple
-        h, w = TRACE_H + (-TRACE_H) % m, TRACE_W + (-TRACE_W) % m
-        samples = sample_inputs(model, TRACE_BATCH, h, w, dtype=dtype)
+        h, w = (min(side + (-side) % m, MAX_SIDE // m * m) for side in (TRACE_H, TRACE_W))
+        samples = sample_inputs(model, min(TRACE_BATCH, MAX_BATCH), h, w, dtype=dtype)
         samples = {k: tuple(t.contiguous(memory_format=torch.channels_last) for t in v) for k, v in samples.items()}
-        dyn = dynamic_shapes(model)
+        dyn = dynamic_shapes(model, MAX_BATCH, MAX_SIDE)
         for name in missing:
             t0 = time.perf_counter()
             build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name])
             runners[name] = _runner(paths[name])
             log.info("compile: built %s in %.0fs (%s)", name, time.perf_counter() - t0, paths[name])
+        prune_superseded(digest, precision, extra)
     else:
         log.info("compile: loaded the compiled model from %s", package_dir())
     return Stages(runners["encode"], runners["flows"], runners["window"], "compile")
 
 
-__all__ = ["FORMAT", "STAGES", "aot_stages", "build_package", "package_dir", "package_key", "package_paths"]
+__all__ = ["FORMAT", "MAX_BATCH", "MAX_SIDE", "STAGES", "aot_stages", "build_package", "package_dir", "package_facts", "package_key",
+           "package_paths", "prune_superseded"]
