@@ -18,7 +18,9 @@ runs. Reported per configuration (medians):
 
 ``--release-memory-too`` adds every configuration again with ``MSTGAN_KEEP_FREED_MEMORY=0``
 (glibc hands large freed buffers back to the kernel after every frame, as before
-``mstgan_cli/runtime/memory.py``), in the same rounds.
+``mstgan_cli/runtime/memory.py``), and ``--grid-sample-too`` every compiled one with
+``MSTGAN_GATHER_WARPS=0`` (warps compiled from ``grid_sample``, as before
+``mstgan_cli.model.blocks.gather_warp``), in the same rounds.
 
     python benchmarks/e2e_precision.py --out benchmarks/results
 
@@ -45,6 +47,10 @@ CONFIGS = [("fp32", "eager"), ("bf16", "eager"), ("fp32", "compile"), ("bf16", "
 # --release-memory-too: these again with MSTGAN_KEEP_FREED_MEMORY=0 (glibc hands large freed
 # buffers back to the kernel after every frame, as before mstgan_cli.runtime.memory)
 RELEASE = "release"
+# --grid-sample-too: the compiled ones again with MSTGAN_GATHER_WARPS=0 (warps traced as
+# grid_sample, as before model.blocks.gather_warp)
+GRID = "grid"
+VARIANTS = {RELEASE: "freed memory released (before)", GRID: "warps by grid_sample (before)"}
 
 
 def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | None) -> None:
@@ -81,7 +87,8 @@ def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Pat
     cmd = [sys.executable, "-m", "mstgan_cli", "upscale", str(src), "--scale", "4", "--model", model,
            "--precision", precision, "--backend", backend, "--device", "cpu", "-o", str(out), "-y", "-q"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache),
-               MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1")
+               MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1",
+               MSTGAN_GATHER_WARPS="0" if GRID in variant else "1")
     t = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -101,11 +108,14 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
     ap.add_argument("--release-memory-too", action="store_true",
                     help="also run each configuration with MSTGAN_KEEP_FREED_MEMORY=0 (rows '...-release')")
+    ap.add_argument("--grid-sample-too", action="store_true",
+                    help="also run each compiled configuration with MSTGAN_GATHER_WARPS=0 (rows '...-grid')")
     ap.add_argument("--source", type=Path, default=REPO.parent / "shared/data/train/videos/cockatoo.mkv")
     ap.add_argument("--out", type=Path, default=None, help="folder for e2e_precision.md/json (default: print only)")
     a = ap.parse_args()
     keys = [f"{p}-{b}" for p, b in CONFIGS if not a.only or f"{p}-{b}" in a.only.split(",")]
-    keys += [f"{k}-{RELEASE}" for k in keys] if a.release_memory_too else []
+    keys += ([f"{k}-{RELEASE}" for k in keys] if a.release_memory_too else []) + \
+        ([f"{k}-{GRID}" for k in keys if k.endswith("compile")] if a.grid_sample_too else [])
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -132,15 +142,15 @@ def main() -> None:
     lines = [f"`mstgan upscale` x4 of {a.long} (and {a.short}) {a.size} frames, model {a.model}, {a.threads} threads, "
              f"median of {a.rounds} round(s); {platform.processor() or platform.machine()}; "
              f"{started:%Y-%m-%d %H:%M} UTC, load average {load0:.1f} -> {load1:.1f}.", "",
-             "| precision | backend | freed memory | first run s (3 frames) | job s | job speed-up | s/frame "
+             "| precision | backend | variant | first run s (3 frames) | job s | job speed-up | s/frame "
              "| per-frame speed-up |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for key, r in rows.items():
         p, b, *variant = key.split("-")
         js = f"{base['job_s'] / r['job_s']:.2f}x" if base else "-"
         fs = f"{base['s_per_frame'] / r['s_per_frame']:.2f}x" if base else "-"
-        mem = "released (before)" if RELEASE in variant else "kept"
-        lines.append(f"| {p} | {b} | {mem} | {r['first_s']:.1f} | {r['job_s']:.1f} | {js} | {r['s_per_frame']:.3f} "
+        what = ", ".join(VARIANTS[v] for v in variant) or "as shipped"
+        lines.append(f"| {p} | {b} | {what} | {r['first_s']:.1f} | {r['job_s']:.1f} | {js} | {r['s_per_frame']:.3f} "
                      f"| {fs} |")
     text = "\n".join(lines)
     print(text)

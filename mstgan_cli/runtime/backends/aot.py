@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ...model.blocks import warps_as_gathers
+from ...model.blocks import gather_warps_enabled, warps_as_gathers
 from ...model.generator import MSTGANGenerator
 from . import Stages
 
@@ -74,7 +74,7 @@ def package_facts(digest: str, precision: str, extra: dict | None = None) -> dic
     """What a package depends on: the weights, the precision (and for int8 the calibration),
     the model's code, the shapes it takes, the torch build and the CPU's instruction set."""
     return {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
-            "max_batch": MAX_BATCH, "max_side": MAX_SIDE,
+            "max_batch": MAX_BATCH, "max_side": MAX_SIDE, "warps": "gather" if gather_warps_enabled() else "grid_sample",
             "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
             "machine": platform.machine(), **(extra or {})}
 
