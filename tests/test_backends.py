@@ -163,6 +163,9 @@ def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, 
     assert not any(p.exists() for p in old) and not legacy.exists()
     assert len(list(aot.package_dir().glob("*.json"))) == 3
     assert len(list(aot.package_dir().glob("*.pt2"))) == 9
+    monkeypatch.setenv("MSTGAN_GATHER_WARPS", "0")  # a measurement switch: both sets stay
+    grid = build("d1", "fp32", "v2")
+    assert grid != new and all(p.exists() for p in grid | new | others)
 
 
 @pytest.mark.parametrize("backend,device,precision,message", [

@@ -18,6 +18,11 @@ def _case(dtype=torch.float32, channels_last=True, c=32, b=2, h=24, w=40):
     return x, flow
 
 
+class _Warp(torch.nn.Module):
+    def forward(self, x, flow):
+        return flow_warp(x, flow)
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("c", [32, 3, 2])
 def test_gather_warp_matches_grid_sample(channels_last, c):
@@ -37,10 +42,6 @@ def test_gather_warp_keeps_bf16_features_in_bf16():
 def test_graphs_traced_for_the_cpu_compiler_warp_by_gathers():
     """AOTInductor and INT8 trace inside warps_as_gathers(); a plain export (what TensorRT
     compiles) keeps grid_sample."""
-    class Warp(torch.nn.Module):
-        def forward(self, x, flow):
-            return flow_warp(x, flow)
-
     def ops(ep):
         return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
 
@@ -48,8 +49,20 @@ def test_graphs_traced_for_the_cpu_compiler_warp_by_gathers():
     h, w = Dim("h", min=4, max=512), Dim("w", min=4, max=512)
     dyn = ({2: h, 3: w}, {2: h, 3: w})
     with warps_as_gathers():
-        ep = export(Warp(), (x, flow), dynamic_shapes=dyn)
+        ep = export(_Warp(), (x, flow), dynamic_shapes=dyn)
     assert not any("grid_sampler" in op for op in ops(ep)) and any("index" in op for op in ops(ep)), ops(ep)
     x2, flow2 = _case(h=16, w=56)
     torch.testing.assert_close(ep.module()(x2, flow2), flow_warp(x2, flow2), rtol=0, atol=1e-5)
-    assert any("grid_sampler" in op for op in ops(export(Warp(), (x, flow), dynamic_shapes=dyn)))
+    assert any("grid_sampler" in op for op in ops(export(_Warp(), (x, flow), dynamic_shapes=dyn)))
+
+
+def test_gather_warps_can_be_turned_off_and_the_package_key_says_which(monkeypatch):
+    from mstgan_cli.runtime.backends import aot
+
+    x, flow = _case()
+    key = aot.package_key("abc", "fp32")
+    monkeypatch.setenv("MSTGAN_GATHER_WARPS", "0")
+    with warps_as_gathers():
+        ep = export(_Warp(), (x, flow))
+    assert any("grid_sampler" in str(n.target) for n in ep.graph.nodes)
+    assert aot.package_key("abc", "fp32") != key

@@ -94,13 +94,20 @@ def _key_of(path: Path) -> str:
     return path.stem.rsplit("-", 1)[-1]
 
 
+# the facts that make two package sets serve the same job: one supersedes the other when they
+# differ in anything else (code, torch, int8 calibration). The warps setting is a measurement
+# switch (MSTGAN_GATHER_WARPS): a benchmark keeps both sets side by side.
+SAME_JOB = ("model", "precision", "warps")
+
+
 def prune_superseded(digest: str, precision: str, extra: dict | None = None) -> list[Path]:
     """Delete the packages that the current ones replace, and return them: those of the same
-    weights at the same precision built for anything else (an earlier mstgan's code, another
+    weights at the same precision (and warps setting) built for anything else (an earlier mstgan's code, another
     torch, another int8 calibration), and those whose facts are unknown (built before packages
     recorded them). Packages of other models or precisions stay. Each set of packages records
     its facts in ``<key>.json`` beside them."""
     keep = package_key(digest, precision, extra)
+    mine = package_facts(digest, precision, extra)
     folder = package_dir()
     superseded: set[str] = set()
     for facts_file in folder.glob("*.json"):
@@ -108,7 +115,7 @@ def prune_superseded(digest: str, precision: str, extra: dict | None = None) -> 
             facts = json.loads(facts_file.read_text())
         except (OSError, ValueError):
             continue
-        if facts_file.stem != keep and facts.get("model") == digest and facts.get("precision") == precision:
+        if facts_file.stem != keep and all(facts.get(k) == mine[k] for k in SAME_JOB):
             superseded.add(facts_file.stem)
     removed = []
     for path in sorted(folder.glob("*.pt2")):
