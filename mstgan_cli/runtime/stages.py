@@ -98,7 +98,13 @@ def sample_inputs(model: MSTGANGenerator, n: int, h: int, w: int, dtype: torch.d
             "window": pack_window(frames, feats, flows[:t - 1], flows[t - 1:])}
 
 
-def dynamic_shapes(model: MSTGANGenerator, max_batch: int = 64, max_side: int = 4096) -> dict[str, object]:
+# the largest batch and H/W (low-resolution pixels) that graphs exported with the default dynamic
+# shapes take: the CPU's compiled packages and int8's quantised graphs (engine.ModelUpscaler tiles
+# larger frames and caps its batch for them)
+MAX_BATCH, MAX_SIDE = 64, 4096
+
+
+def dynamic_shapes(model: MSTGANGenerator, max_batch: int = MAX_BATCH, max_side: int = MAX_SIDE) -> dict[str, object]:
     """torch.export dynamic-shape specs for each stage: batch, and H/W as multiples of the
     network's size multiple (the pyramid levels follow as H/2, H/4)."""
     from torch.export import Dim

@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from ...model.blocks import gather_warps_enabled, warps_as_gathers
 from ...model.generator import MSTGANGenerator
+from ..stages import MAX_BATCH, MAX_SIDE  # what a package accepts (ModelUpscaler tiles larger frames)
 from . import Stages
 
 log = logging.getLogger("mstgan_cli")
@@ -45,10 +46,6 @@ STAGES = ("encode", "flows", "window")
 # the shapes the stages are traced at: a typical frame (batch 2: a batch of 1 would be taken
 # for a constant)
 TRACE_BATCH, TRACE_H, TRACE_W = 2, 272, 480
-# what a package accepts: any batch up to MAX_BATCH and any H/W up to MAX_SIDE low-resolution
-# pixels (the defaults of stages.dynamic_shapes, which int8's quantised graphs are traced with);
-# the upscaler cuts larger frames into tiles and caps its batch (engine.ModelUpscaler)
-MAX_BATCH, MAX_SIDE = 64, 4096
 
 
 def package_dir() -> Path:
@@ -79,10 +76,13 @@ def package_facts(digest: str, precision: str, extra: dict | None = None) -> dic
             "machine": platform.machine(), **(extra or {})}
 
 
+def _hash(facts: dict) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
 def package_key(digest: str, precision: str, extra: dict | None = None) -> str:
     """The facts of :func:`package_facts`, hashed: the name of the packages."""
-    facts = package_facts(digest, precision, extra)
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+    return _hash(package_facts(digest, precision, extra))
 
 
 def package_paths(digest: str, precision: str, extra: dict | None = None) -> dict[str, Path]:
@@ -100,14 +100,13 @@ def _key_of(path: Path) -> str:
 SAME_JOB = ("model", "precision", "warps")
 
 
-def prune_superseded(digest: str, precision: str, extra: dict | None = None) -> list[Path]:
-    """Delete the packages that the current ones replace, and return them: those of the same
-    weights at the same precision (and warps setting) built for anything else (an earlier mstgan's code, another
-    torch, another int8 calibration), and those whose facts are unknown (built before packages
-    recorded them). Packages of other models or precisions stay. Each set of packages records
-    its facts in ``<key>.json`` beside them."""
-    keep = package_key(digest, precision, extra)
-    mine = package_facts(digest, precision, extra)
+def prune_superseded(mine: dict) -> list[Path]:
+    """Delete the packages that those with the facts `mine` (:func:`package_facts`) replace, and
+    return them: those of the same weights at the same precision (and warps setting) built for
+    anything else (an earlier mstgan's code, another torch, another int8 calibration), and those
+    whose facts are unknown (built before packages recorded them). Packages of other models or
+    precisions stay. Each set of packages records its facts in ``<key>.json`` beside them."""
+    keep = _hash(mine)
     folder = package_dir()
     superseded: set[str] = set()
     for facts_file in folder.glob("*.json"):
@@ -251,10 +250,10 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
     if missing:
         log.warning("compile: building the model for this CPU at %s (once, 2-3 minutes on 2 cores; "
                     "later runs load it from %s)", precision, package_dir())
-        key = package_key(digest, precision, extra)
-        facts_file = package_dir() / f"{key}.json"
+        facts = package_facts(digest, precision, extra)
+        facts_file = package_dir() / f"{_hash(facts)}.json"
         facts_file.parent.mkdir(parents=True, exist_ok=True)
-        facts_file.write_text(json.dumps(package_facts(digest, precision, extra), indent=1, sort_keys=True))
+        facts_file.write_text(json.dumps(facts, indent=1, sort_keys=True))
         mods = modules()
         m = model.config.size_multiple
         h, w = (min(side + (-side) % m, MAX_SIDE // m * m) for side in (TRACE_H, TRACE_W))
@@ -266,7 +265,7 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
             build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name])
             runners[name] = _runner(paths[name])
             log.info("compile: built %s in %.0fs (%s)", name, time.perf_counter() - t0, paths[name])
-        prune_superseded(digest, precision, extra)
+        prune_superseded(facts)
     else:
         log.info("compile: loaded the compiled model from %s", package_dir())
     return Stages(runners["encode"], runners["flows"], runners["window"], "compile")
