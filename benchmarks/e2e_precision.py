@@ -13,14 +13,20 @@ runs. Reported per configuration (medians):
 
 - "job s": wall time of the ``--long`` job, start-up (loading, compiling from the cache,
   loading compiled packages) included;
-- "s/frame": (long - short) / (frames between): what each further frame costs end to end;
+- "s/frame": (long - short) / (frames between): what each further frame costs end to end.
+  Both clips must be longer than x264's lookahead (``medium``: 40 frames, plus B-frames): x264
+  holds that many frames before it encodes the first, so a 40-frame job encodes every frame in
+  the final flush, after the model is done and on one thread, and a 10 -> 40 difference adds
+  that serial encode to the model's time instead of measuring the steady state (defaults 60, 160);
 - speed-ups of both against fp32 eager.
 
 ``--release-memory-too`` adds every configuration again with ``MSTGAN_KEEP_FREED_MEMORY=0``
 (glibc hands large freed buffers back to the kernel after every frame, as before
 ``mstgan_cli/runtime/memory.py``), and ``--grid-sample-too`` every compiled one with
 ``MSTGAN_GATHER_WARPS=0`` (warps compiled from ``grid_sample``, as before
-``mstgan_cli.model.blocks.gather_warp``), in the same rounds.
+``mstgan_cli.model.blocks.gather_warp``), and ``--spin-waits-too`` every one with
+``GOMP_SPINCOUNT=300000`` (OpenMP threads spin at barriers, as before ``mstgan_cli/omp.py``), in
+the same rounds.
 
     python benchmarks/e2e_precision.py --out benchmarks/results
 
@@ -50,7 +56,11 @@ RELEASE = "release"
 # --grid-sample-too: the compiled ones again with MSTGAN_GATHER_WARPS=0 (warps traced as
 # grid_sample, as before model.blocks.gather_warp)
 GRID = "grid"
-VARIANTS = {RELEASE: "freed memory released (before)", GRID: "warps by grid_sample (before)"}
+# --spin-waits-too: all again with GOMP_SPINCOUNT=300000, GNU OpenMP's own default (threads spin
+# at barriers before they sleep), which the command keeps when a user sets it (mstgan_cli.omp)
+SPIN = "spin"
+VARIANTS = {RELEASE: "freed memory released (before)", GRID: "warps by grid_sample (before)",
+            SPIN: "OpenMP waits spinning (before)"}
 
 
 def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | None) -> None:
@@ -89,6 +99,10 @@ def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Pat
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache),
                MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1",
                MSTGAN_GATHER_WARPS="0" if GRID in variant else "1")
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+        env.pop(k, None)  # the command's own choice, unless the variant asks for the old one
+    if SPIN in variant:
+        env["GOMP_SPINCOUNT"] = "300000"
     t = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -101,8 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mstgan-x4-gan")
     ap.add_argument("--size", default="480x272", help="LR frame size WxH")
-    ap.add_argument("--short", type=int, default=10)
-    ap.add_argument("--long", type=int, default=40)
+    ap.add_argument("--short", type=int, default=60)
+    ap.add_argument("--long", type=int, default=160)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
@@ -110,12 +124,15 @@ def main() -> None:
                     help="also run each configuration with MSTGAN_KEEP_FREED_MEMORY=0 (rows '...-release')")
     ap.add_argument("--grid-sample-too", action="store_true",
                     help="also run each compiled configuration with MSTGAN_GATHER_WARPS=0 (rows '...-grid')")
+    ap.add_argument("--spin-waits-too", action="store_true",
+                    help="also run each configuration with GOMP_SPINCOUNT=300000 (rows '...-spin')")
     ap.add_argument("--source", type=Path, default=REPO.parent / "shared/data/train/videos/cockatoo.mkv")
     ap.add_argument("--out", type=Path, default=None, help="folder for e2e_precision.md/json (default: print only)")
     a = ap.parse_args()
     keys = [f"{p}-{b}" for p, b in CONFIGS if not a.only or f"{p}-{b}" in a.only.split(",")]
     keys += ([f"{k}-{RELEASE}" for k in keys] if a.release_memory_too else []) + \
-        ([f"{k}-{GRID}" for k in keys if k.endswith("compile")] if a.grid_sample_too else [])
+        ([f"{k}-{GRID}" for k in keys if k.endswith("compile")] if a.grid_sample_too else []) + \
+        ([f"{k}-{SPIN}" for k in keys] if a.spin_waits_too else [])
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

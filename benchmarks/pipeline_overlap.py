@@ -27,7 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from mstgan_cli.omp import prefer_passive_waits
+
+prefer_passive_waits()  # as the mstgan command does, before torch loads OpenMP
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from precision import model_file  # noqa: E402

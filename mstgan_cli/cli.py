@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+from .omp import prefer_passive_waits
+
+prefer_passive_waits()  # before anything below imports torch: OpenMP reads it once, at load
+
 import typer
 from rich.console import Console
 from rich.markup import escape
