@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ModelError, MstganError
-from .media.encode import VideoEncoder
+from .media.encode import VideoEncoder, gbr_frame
 from .plan import frame_budget
 from .runtime.upscaler import FrameUpscaler
 
@@ -72,7 +72,8 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def to_array(frame: torch.Tensor, deep: bool) -> np.ndarray:
-    """(3, H, W) float RGB in [0, 1] -> (H, W, 3) uint16 (``deep``) or uint8, rounded."""
+    """(3, H, W) float RGB in [0, 1] -> (H, W, 3) uint16 (``deep``) or uint8, rounded. (The
+    encoder thread uses :func:`.media.encode.gbr_frame`: the same pixels, kept planar.)"""
     peak = 65535.0 if deep else 255.0
     chw = frame.detach().to("cpu", torch.float32).numpy() * peak
     chw += 0.5
@@ -115,7 +116,7 @@ class Stages:
                 frame, pts = item  # type: ignore[misc]
                 if self.encoder is None:
                     self.encoder = self.open_encoder(src_size)
-                self.encoder.write(to_array(frame, self.deep), pts)
+                self.encoder.write(gbr_frame(frame.detach().to("cpu", torch.float32).numpy(), self.deep), pts)
                 self.written.append(pts)
                 if self.on_frame:
                     self.on_frame(len(self.written))

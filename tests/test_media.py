@@ -160,3 +160,36 @@ def test_error_summary_skips_ffmpeg_epilogues() -> None:
     stderr = ("[mp4 @ 0x1a2b] [error] Could not find tag for codec pcm_s16le in stream #1\n"
               "[aost#0:1/copy @ 0x1bc5] [error] Error initializing output stream: \nConversion failed!\n")
     assert ff.summary(stderr) == "Could not find tag for codec pcm_s16le in stream #1"
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_planar_float_frames_encode_to_the_same_pixels_as_interleaved_rgb(tmp_path: Path, deep: bool) -> None:
+    # the pipeline hands the encoder gbr_frame(...) instead of to_array(...) frames: same YCbCr
+    import numpy as np
+    import torch
+
+    from mstgan_cli.media.encode import VideoEncoder, gbr_frame
+    from mstgan_cli.stages import to_array
+
+    w, h = 70, 22  # a width whose planes are padded to their line size
+    chw = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # some out of range
+    chw[:, 0, :4] = torch.tensor([0.0, 1.0, 0.5 / 255, 254.5 / 255])  # edges and rounding ties
+    frame = gbr_frame(chw.numpy(), deep)
+    assert frame.format.name == ("gbrp16le" if deep else "gbrp") and (frame.width, frame.height) == (w, h)
+    enc = VideoEncoder(tmp_path / "x.mkv", plan_encoder(EncodeSettings(), ".mkv", deep), size=(w, h), src_size=(w, h),
+                       time_base=Fraction(1, 25), rate=Fraction(25), colour=Colour("bt709", "tv"))
+    try:
+        planar, interleaved = enc._to_frame(frame), enc._to_frame(to_array(chw, deep))
+        assert planar.format.name == interleaved.format.name == ("yuv420p10le" if deep else "yuv420p")
+        size = 2 if deep else 1
+
+        def pixels(plane) -> np.ndarray:  # the visible part of a plane (rows are padded)
+            return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width * size]
+        for a, b in zip(planar.planes, interleaved.planes):
+            assert np.array_equal(pixels(a), pixels(b))
+        assert pixels(planar.planes[0]).std() > 10  # a picture, not a blank
+        enc.write(frame, 0)
+        enc.close()
+    finally:
+        enc.abort()
+    assert probe(tmp_path / "x.mkv").video.width == w
