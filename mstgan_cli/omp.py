@@ -8,8 +8,9 @@ cores: whenever the encoder preempts one model thread, the other spins at the ne
 burning the core that the encoder could have used. With passive waiting the waiting thread
 sleeps at once and the encoder runs there.
 
-Measured on a 2-core CPU (x4 of 480x272 frames, steady state of a 160-frame job, in turns with
-and without): int8 0.42 -> 0.38 s per frame, fp32 eager 0.79 -> 0.71 s (``benchmarks/RESULTS.md``).
+Measured on a 2-core CPU (``benchmarks/e2e_precision.py --spin-waits-too``: x4 of 480x272
+frames, 60- and 160-frame jobs, two rounds in turns): each further int8 frame 0.462 -> 0.406 s;
+fp32 eager, whose kernels are fewer and longer, unchanged (0.764 -> 0.759 s).
 
 OpenMP reads its settings once, when the runtime is loaded (with ``import torch``): this must
 run before that, and does nothing when torch is already imported or the user chose a policy.
