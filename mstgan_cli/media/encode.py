@@ -135,8 +135,8 @@ class VideoEncoder:
     """Write frames to ``path`` (a video-only file; the format follows the file's extension).
 
     Frames passed to :meth:`write` are (h, w, 3) uint8 or uint16 full-range RGB arrays or
-    :func:`gbr_frame` frames, of size ``src_size``; each is resized to ``size`` (Lanczos up, area down), converted to the output
-    colour and encoded with ``pts`` in ``time_base`` units.
+    :func:`gbr_frame` frames, of size ``src_size``; each is resized to ``size`` (Lanczos up, area
+    down), converted to the output colour and encoded with ``pts`` in ``time_base`` units.
     """
 
     def __init__(self, path: Path, plan: EncoderPlan, *, size: tuple[int, int],
