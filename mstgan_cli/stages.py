@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ModelError, MstganError
-from .media.encode import VideoEncoder, gbr_frame
+from .media.encode import VideoEncoder, gbr_frame, scaled_for_rounding
 from .plan import frame_budget
 from .runtime.upscaler import FrameUpscaler
 
@@ -74,10 +74,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def to_array(frame: torch.Tensor, deep: bool) -> np.ndarray:
     """(3, H, W) float RGB in [0, 1] -> (H, W, 3) uint16 (``deep``) or uint8, rounded. (The
     encoder thread uses :func:`.media.encode.gbr_frame`: the same pixels, kept planar.)"""
-    peak = 65535.0 if deep else 255.0
-    chw = frame.detach().to("cpu", torch.float32).numpy() * peak
-    chw += 0.5
-    np.clip(chw, 0.0, peak, out=chw)
+    chw = scaled_for_rounding(frame.detach().to("cpu", torch.float32).numpy(), deep)
     return np.ascontiguousarray(chw.astype(np.uint16 if deep else np.uint8).transpose(1, 2, 0))
 
 
