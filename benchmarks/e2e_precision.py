@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mstgan_cli.omp import USER_CHOICES
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [("fp32", "eager"), ("bf16", "eager"), ("fp32", "compile"), ("bf16", "compile"), ("int8", "compile")]
 # --release-memory-too: these again with MSTGAN_KEEP_FREED_MEMORY=0 (glibc hands large freed
@@ -99,7 +101,7 @@ def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Pat
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache),
                MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1",
                MSTGAN_GATHER_WARPS="0" if GRID in variant else "1")
-    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+    for k in USER_CHOICES:
         env.pop(k, None)  # the command's own choice, unless the variant asks for the old one
     if SPIN in variant:
         env["GOMP_SPINCOUNT"] = "300000"
