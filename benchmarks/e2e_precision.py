@@ -25,8 +25,9 @@ runs. Reported per configuration (medians):
 ``mstgan_cli/runtime/memory.py``), and ``--grid-sample-too`` every compiled one with
 ``MSTGAN_GATHER_WARPS=0`` (warps compiled from ``grid_sample``, as before
 ``mstgan_cli.model.blocks.gather_warp``), and ``--spin-waits-too`` every one with
-``GOMP_SPINCOUNT=300000`` (OpenMP threads spin at barriers, as before ``mstgan_cli/omp.py``), in
-the same rounds.
+``GOMP_SPINCOUNT=300000`` (OpenMP threads spin at barriers, as before ``mstgan_cli/omp.py``), and
+``--int8-fp32-activations-too`` int8 with ``MSTGAN_INT8_BF16=0`` (fp32 between the int8
+convolutions, as before ``mstgan_cli.compress.int8.bf16_activations``), in the same rounds.
 
     python benchmarks/e2e_precision.py --out benchmarks/results
 
@@ -61,8 +62,11 @@ GRID = "grid"
 # --spin-waits-too: all again with GOMP_SPINCOUNT=300000, GNU OpenMP's own default (threads spin
 # at barriers before they sleep), which the command keeps when a user sets it (mstgan_cli.omp)
 SPIN = "spin"
+# --int8-fp32-activations-too: int8 again with MSTGAN_INT8_BF16=0 (fp32 between the int8
+# convolutions, as before compress.int8.bf16_activations)
+F32ACT = "f32act"
 VARIANTS = {RELEASE: "freed memory released (before)", GRID: "warps by grid_sample (before)",
-            SPIN: "OpenMP waits spinning (before)"}
+            SPIN: "OpenMP waits spinning (before)", F32ACT: "fp32 between int8 convolutions (before)"}
 
 
 def write_source(path: Path, frames: int, size: tuple[int, int], source: Path | None) -> None:
@@ -100,7 +104,8 @@ def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Pat
            "--precision", precision, "--backend", backend, "--device", "cpu", "-o", str(out), "-y", "-q"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), MSTGAN_CACHE_DIR=str(cache),
                MSTGAN_KEEP_FREED_MEMORY="0" if RELEASE in variant else "1",
-               MSTGAN_GATHER_WARPS="0" if GRID in variant else "1")
+               MSTGAN_GATHER_WARPS="0" if GRID in variant else "1",
+               MSTGAN_INT8_BF16="0" if F32ACT in variant else "1")
     for k in USER_CHOICES:
         env.pop(k, None)  # the command's own choice, unless the variant asks for the old one
     if SPIN in variant:
@@ -128,13 +133,16 @@ def main() -> None:
                     help="also run each compiled configuration with MSTGAN_GATHER_WARPS=0 (rows '...-grid')")
     ap.add_argument("--spin-waits-too", action="store_true",
                     help="also run each configuration with GOMP_SPINCOUNT=300000 (rows '...-spin')")
+    ap.add_argument("--int8-fp32-activations-too", action="store_true",
+                    help="also run int8 with MSTGAN_INT8_BF16=0 (rows 'int8-compile-f32act')")
     ap.add_argument("--source", type=Path, default=REPO.parent / "shared/data/train/videos/cockatoo.mkv")
     ap.add_argument("--out", type=Path, default=None, help="folder for e2e_precision.md/json (default: print only)")
     a = ap.parse_args()
     keys = [f"{p}-{b}" for p, b in CONFIGS if not a.only or f"{p}-{b}" in a.only.split(",")]
     keys += ([f"{k}-{RELEASE}" for k in keys] if a.release_memory_too else []) + \
         ([f"{k}-{GRID}" for k in keys if k.endswith("compile")] if a.grid_sample_too else []) + \
-        ([f"{k}-{SPIN}" for k in keys] if a.spin_waits_too else [])
+        ([f"{k}-{SPIN}" for k in keys] if a.spin_waits_too else []) + \
+        ([f"{k}-{F32ACT}" for k in keys if k == "int8-compile"] if a.int8_fp32_activations_too else [])
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

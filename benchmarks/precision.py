@@ -16,6 +16,8 @@ the CPU; fp16 and TensorRT where a CUDA GPU is present):
   s/frame" the median process CPU time of a push; "start s" the time to the first output of a
   fresh upscaler (building/compiling its stages; Inductor's on-disk cache shortens later runs).
   Speed-up = fp32 eager s/frame / this s/frame.
+- ``--int8-fp32-activations-too``: int8 again with ``MSTGAN_INT8_BF16=0`` (fp32 between the
+  int8 convolutions, as before ``compress.int8.bf16_activations``), side by side.
 
 Writes ``--out``/precision.md and precision.json.
 
@@ -24,6 +26,7 @@ Writes ``--out``/precision.md and precision.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime
 import json
@@ -85,7 +88,25 @@ def configs(cuda: bool) -> list[tuple[str, str, str]]:
     return out
 
 
-def interleaved_speed(ups: dict[str, ModelUpscaler], frames: list[torch.Tensor], rounds: int) -> dict[str, dict]:
+F32ACT = "fp32 activations"  # the variant of --int8-fp32-activations-too
+
+
+@contextlib.contextmanager
+def variant_env(key: tuple) -> object:
+    """The environment a configuration's stages are built in (its variant's switch)."""
+    old = os.environ.get("MSTGAN_INT8_BF16")
+    if key[-1] == F32ACT:
+        os.environ["MSTGAN_INT8_BF16"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MSTGAN_INT8_BF16", None)
+        else:
+            os.environ["MSTGAN_INT8_BF16"] = old
+
+
+def interleaved_speed(ups: dict[tuple, ModelUpscaler], frames: list[torch.Tensor], rounds: int) -> dict[tuple, dict]:
     """Steady-state seconds per frame of each upscaler, measured in turns: every round, each
     configuration pushes one new frame (one frame encoded, one pair of flows, one window
     reconstructed) through its own stream, so background load on a shared machine hits all
@@ -96,7 +117,8 @@ def interleaved_speed(ups: dict[str, ModelUpscaler], frames: list[torch.Tensor],
     streams, out = {}, {}
     for key, up in ups.items():
         t0 = time.perf_counter()
-        next(iter(up.process(iter(frames))))  # builds (compiles) the stages for this size
+        with variant_env(key):
+            next(iter(up.process(iter(frames))))  # builds (compiles) the stages for this size
         start = time.perf_counter() - t0
         x = [pad_frames(f[None], up.model.config.size_multiple).to(up.device, torch.float32)
              .contiguous(memory_format=torch.channels_last) for f in frames]
@@ -132,6 +154,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12, help="timed pushes per configuration, interleaved")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
+    ap.add_argument("--int8-fp32-activations-too", action="store_true",
+                    help="also int8 with MSTGAN_INT8_BF16=0 (fp32 between the int8 convolutions)")
     ap.add_argument("--sidecar", type=Path, help="write the int8 calibration here (e.g. weights/mstgan-x4.int8.json)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
@@ -162,19 +186,21 @@ def main() -> None:
     for device, precision, backend in configs(torch.cuda.is_available()):
         if wanted and f"{precision}-{backend}" not in wanted and (precision, backend) != ("fp32", "eager"):
             continue
-        ups[(device, precision, backend)] = ModelUpscaler(copy.deepcopy(base), device=device, precision=precision,
-                                                          backend=backend, int8_qparams=sidecar)
+        variants = [""] + ([F32ACT] if precision == "int8" and args.int8_fp32_activations_too else [])
+        for variant in variants:
+            ups[(device, precision, backend, variant)] = ModelUpscaler(
+                copy.deepcopy(base), device=device, precision=precision, backend=backend, int8_qparams=sidecar)
     speeds = interleaved_speed(ups, speed_frames, args.rounds)
     rows = []
-    for (device, precision, backend), up in ups.items():
+    for (device, precision, backend, variant), up in ups.items():
         psnrs = {}
         for name, (hr, lr) in evals.items():
             sr = torch.stack(list(up.process(iter(lr))))
             ev = slice(0, args.frames)  # the clip's end (mirrored window) is left out
             psnrs[name] = float(psnr_y(sr[ev], hr[ev], crop=s).mean())
-        rows.append({"device": device, "precision": precision, "backend": backend,
+        rows.append({"device": device, "precision": precision, "backend": backend, "variant": variant,
                      "psnr_y": statistics.mean(psnrs.values()), "psnr_y_per_clip": psnrs,
-                     **speeds[(device, precision, backend)]})
+                     **speeds[(device, precision, backend, variant)]})
         print(json.dumps(rows[-1]), flush=True)
     ref = rows[0]
     for r in rows:
@@ -193,7 +219,8 @@ def main() -> None:
              "| device | precision | backend | PSNR-Y dB | Δ vs fp32 dB | s/frame | speed-up | CPU s/frame | start s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['precision']} | {r['backend']} | {r['psnr_y']:.3f} | {r['delta_db']:+.3f} | "
+        backend = f"{r['backend']} ({r['variant']})" if r["variant"] else r["backend"]
+        lines.append(f"| {r['device']} | {r['precision']} | {backend} | {r['psnr_y']:.3f} | {r['delta_db']:+.3f} | "
                      f"{r['s_per_frame']:.3f} | {r['speedup']:.2f}x | {r['cpu_s_per_frame']:.3f} | {r['start_s']:.0f} |")
     text = "\n".join(lines)
     (args.out / "precision.md").write_text(text + "\n")

@@ -168,6 +168,29 @@ def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, 
     assert grid != new and all(p.exists() for p in grid | new | others)
 
 
+def test_int8_sets_with_either_activations_stay_and_replace_older_ones(monkeypatch, tmp_path):
+    """int8's activation dtype (MSTGAN_INT8_BF16) is a measurement switch like the warps: both
+    sets stay side by side, and a set built before packages recorded it is superseded."""
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path: path.write_bytes(b"good"))
+    monkeypatch.setattr(aot, "_runner", lambda path: (lambda *a: None))
+    model = _model()
+
+    def build(code, activations=None):
+        monkeypatch.setattr(aot, "code_digest", lambda: code)
+        extra = {"qparams": "q1", **({"activations": activations} if activations else {})}
+        aot.aot_stages(model, "int8", torch.float32, "d1", lambda: stage_modules(model), extra)
+        return set(aot.package_paths("d1", "int8", extra).values())
+
+    older = build("v1")
+    fp32 = build("v2", "fp32")
+    assert not any(p.exists() for p in older)
+    bf16 = build("v2", "bf16")
+    assert bf16 != fp32 and all(p.exists() for p in bf16 | fp32)
+    newer = build("v3", "bf16")
+    assert all(p.exists() for p in newer | fp32) and not any(p.exists() for p in bf16)
+
+
 @pytest.mark.parametrize("backend,device,precision,message", [
     ("tensorrt", CPU, "fp32", "needs a CUDA GPU"),
     ("eager", CPU, "int8", "runs compiled"),
@@ -242,6 +265,51 @@ def test_int8_calibration_is_stored_and_reloaded(tmp_path):
     with torch.no_grad():
         for got, ref in zip(q(x), model.encode(x)):
             assert (got - ref).abs().mean() < 0.02 * ref.abs().mean() + 1e-3
+
+
+def test_int8_bf16_activations_only_between_requantised_convolutions(monkeypatch):
+    """compress.int8.bf16_activations: only convolutions whose output goes through a LeakyReLU
+    or sigmoid into the next quantisation write bf16; what leaves the stage stays fp32, and the
+    features stay within a fraction of a quantisation step of the fp32-activation graph's."""
+    aten, qd = torch.ops.aten, torch.ops.quantized_decomposed
+    model, frames = _model(), _frames()
+    prepared = int8.prepare(model, ["encode"])
+    int8.calibrate(prepared, model, [frames[:4]])
+    qparams = {st: {n: _minmax_qparams(o) for n, o in int8._observers(gm, False).items()}
+               for st, gm in prepared.items()}
+    monkeypatch.setenv("MSTGAN_INT8_BF16", "0")
+    assert not int8.bf16_activations_enabled()
+    graphs = []
+    for _ in range(2):
+        fresh = int8.prepare(model, ["encode"])
+        assert int8.load_qparams(fresh, qparams)
+        graphs.append(int8.convert(fresh)["encode"])
+    plain, mixed = graphs
+    changed = set(int8.bf16_activations(mixed))
+    convs = {n.name: n for n in mixed.graph.nodes if n.target is aten.conv2d.default}
+    assert changed and changed < set(convs)  # some, not all (the pyramid's outputs stay fp32)
+    for name, node in convs.items():
+        casts = [a for a in node.args[:3] if isinstance(a, torch.fx.Node) and a.target is aten._to_copy.default]
+        if name in changed:
+            assert len(casts) == 3 and all(c.kwargs["dtype"] == torch.bfloat16 for c in casts)
+            assert all(q.target is qd.quantize_per_tensor.default for u in node.users for q in u.users)
+        else:
+            assert not casts
+    assert not int8.bf16_activations(mixed)  # applied once
+    # exported (as the compiled packages are), each cast has the convolution as its only user:
+    # a second one (the assertion torch.export adds after a .to()) keeps Inductor from fusing
+    # the cast into oneDNN's int8 convolution, which then runs as a bf16 one, several times slower
+    ep = export(mixed, (torch.stack(frames[:2]),))
+    casts = [n for n in ep.graph.nodes if n.target is aten._to_copy.default]
+    assert len(casts) == 3 * len(changed)
+    assert all([u.target for u in c.users] == [aten.conv2d.default] for c in casts)
+    x = torch.stack(frames[4:]).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, got = plain(x), mixed(x)
+    assert all(g.dtype == torch.float32 for g in got)
+    assert any(not torch.equal(g, r) for g, r in zip(got, ref))
+    for g, r in zip(got, ref):
+        assert (g - r).abs().mean() < 0.01 * r.abs().mean() + 1e-4
 
 
 def _minmax_qparams(obs):

@@ -6,7 +6,8 @@ activations int8 per tensor, ranges from calibration), calibrated, converted, an
 by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
 fp32: flow warping (traced as gathers, see ``model.blocks.gather_warp``), interpolation,
 pooling, the attention's mean/sigmoid, and the bicubic skip (excluded on purpose: it carries
-the whole picture).
+the whole picture). On CPUs with native bf16, an int8 convolution whose output is only
+re-quantised writes that output in bf16 (:func:`bf16_activations`).
 
 The activation scales and zero points ("qparams") are a few kB of JSON, keyed by the model's weights hash:
 
@@ -193,7 +194,55 @@ def calibrate(prepared: dict[str, torch.fx.GraphModule], model: MSTGANGenerator,
 def convert(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, torch.fx.GraphModule]:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    return {k: convert_pt2e(gm) for k, gm in prepared.items()}
+    out = {k: convert_pt2e(gm) for k, gm in prepared.items()}
+    if bf16_activations_enabled():
+        for name, gm in out.items():
+            log.debug("int8: %s: bf16 between %s", name, ", ".join(bf16_activations(gm)) or "nothing")
+    return out
+
+
+def bf16_activations_enabled() -> bool:
+    """Whether :func:`bf16_activations` applies: on CPUs where oneDNN computes in bf16
+    (AVX512-BF16 or AMX), unless ``MSTGAN_INT8_BF16=0`` (to measure what it gains)."""
+    return os.environ.get("MSTGAN_INT8_BF16", "1") != "0" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def bf16_activations(gm: torch.fx.GraphModule) -> list[str]:
+    """Let the int8 convolutions whose output is only re-quantised, through a LeakyReLU or a
+    sigmoid, write it in bf16 instead of fp32. Returns the convolutions changed.
+
+    Between two int8 convolutions the activation is computed in fp32, written out, read back
+    by the kernel that applies the LeakyReLU and quantises it to 8 bits, and dropped. In bf16
+    that round trip moves half the bytes, and oneDNN writes bf16 as fast. It costs little:
+    bf16 keeps 8 significant bits and the value is rounded to one of 256 levels right after.
+    Convolutions whose output goes anywhere else (warps, attention, the residual adds, the
+    flows, the picture) keep fp32. The casts are what ``torch.autocast`` would insert around
+    these convolutions, which Inductor fuses into oneDNN's int8 convolution with a bf16 output
+    ("int8-mixed-bf16").
+    """
+    aten, qd = torch.ops.aten, torch.ops.quantized_decomposed
+    acts = (aten.leaky_relu.default, aten.leaky_relu_.default, aten.sigmoid.default, aten.sigmoid_.default)
+    changed = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.conv2d.default:
+            continue
+        src = node.args[0]
+        if not (isinstance(src, torch.fx.Node) and src.target is qd.dequantize_per_tensor.default):
+            continue  # not an int8 convolution (the bicubic skip)
+        users = list(node.users)
+        if not users or any(u.target not in acts for u in users):
+            continue
+        if any(q.target is not qd.quantize_per_tensor.default for u in users for q in u.users):
+            continue
+        with gm.graph.inserting_before(node):
+            # (_to_copy, not .to(): torch.export guards a .to() with an assertion node, a second
+            # user of the cast that keeps Inductor from fusing the pattern)
+            node.args = tuple(gm.graph.call_function(aten._to_copy.default, (a,), {"dtype": torch.bfloat16})
+                              if isinstance(a, torch.fx.Node) else a for a in node.args[:3]) + node.args[3:]
+        changed.append(node.name)
+    gm.graph.lint()
+    gm.recompile()
+    return changed
 
 
 def versions() -> dict[str, str]:

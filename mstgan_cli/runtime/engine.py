@@ -207,7 +207,8 @@ class ModelUpscaler:
             built = int8.quantize(self.model, self.int8_qparams, head)
             stored = int8.stored_qparams(digest, self.int8_qparams)
             assert stored is not None, "a fresh int8 calibration is cached"
-        extra = {"qparams": int8.qparams_digest(stored), **int8.versions()}
+        extra = {"qparams": int8.qparams_digest(stored), **int8.versions(),
+                 "activations": "bf16" if int8.bf16_activations_enabled() else "fp32"}
         return aot_stages(self.model, "int8", torch.float32, digest,
                           lambda: built or int8.quantize(self.model, self.int8_qparams, head), extra)
 

@@ -56,13 +56,14 @@ def package_dir() -> Path:
 
 @functools.cache
 def code_digest() -> str:
-    """A hash of the code that defines the traced graphs (the model and the stage wrappers): a
-    package built by another version of mstgan is not reused."""
+    """A hash of the code that defines the traced graphs (the model, the stage wrappers and the
+    int8 conversion): a package built by another version of mstgan is not reused."""
+    from ...compress import int8
     from ...model import generator
     from .. import stages
 
     h = hashlib.sha256()
-    for path in sorted(Path(generator.__file__).parent.glob("*.py")) + [Path(stages.__file__)]:
+    for path in sorted(Path(generator.__file__).parent.glob("*.py")) + [Path(stages.__file__), Path(int8.__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -95,9 +96,10 @@ def _key_of(path: Path) -> str:
 
 
 # the facts that make two package sets serve the same job: one supersedes the other when they
-# differ in anything else (code, torch, int8 calibration). The warps setting is a measurement
-# switch (MSTGAN_GATHER_WARPS): a benchmark keeps both sets side by side.
-SAME_JOB = ("model", "precision", "warps")
+# differ in anything else (code, torch, int8 calibration). The warps setting and int8's
+# activations are measurement switches (MSTGAN_GATHER_WARPS, MSTGAN_INT8_BF16): a benchmark
+# keeps both sets side by side. A set that predates one of these facts counts as the same job.
+SAME_JOB = ("model", "precision", "warps", "activations")
 
 
 def prune_superseded(mine: dict) -> list[Path]:
@@ -114,7 +116,7 @@ def prune_superseded(mine: dict) -> list[Path]:
             facts = json.loads(facts_file.read_text())
         except (OSError, ValueError):
             continue
-        if facts_file.stem != keep and all(facts.get(k) == mine[k] for k in SAME_JOB):
+        if facts_file.stem != keep and all(facts.get(k, mine.get(k)) == mine.get(k) for k in SAME_JOB):
             superseded.add(facts_file.stem)
     removed = []
     for path in sorted(folder.glob("*.pt2")):
