@@ -23,7 +23,7 @@ PROBE = textwrap.dedent("""
     torch.manual_seed(0)
     up = ModelUpscaler(MSTGANGenerator(GeneratorConfig()), device="cpu", precision="fp32", backend="eager")
     marks = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-             for _ in up.process(iter([torch.rand(3, 144, 256) for _ in range(12)]))]
+             for _ in up.process(iter([torch.rand(3, 144, 256) for _ in range(16)]))]
     print(json.dumps({"kept": keep_freed_memory(), "faults": [b - a for a, b in zip(marks, marks[1:])]}))
 """)
 
@@ -38,8 +38,11 @@ def _probe(keep: str) -> dict:
 def test_a_cpu_upscaler_reuses_freed_buffers_from_frame_to_frame():
     kept, released = _probe("1"), _probe("0")
     assert kept["kept"] is True and released["kept"] is False
-    # page faults per frame once the stream runs (the first frames fill the window and warm up);
-    # measured: ~15000 a frame without the setting (every large buffer a fresh mapping), 0-1 with it
-    later = slice(5, -1)
-    assert statistics.median(released["faults"][later]) > 2000, released
-    assert statistics.median(kept["faults"][later]) < 200, kept
+    # page faults per frame once the stream runs (the first frames fill the window and warm up;
+    # the last ones flush the mirrored end windows): measured ~15000 a frame without the setting
+    # (every large buffer a fresh mapping), 0-1 with it, and a few hundred now and then (a CI
+    # run had a median of 577 over 5 frames, so the bound is relative)
+    later = slice(5, -3)
+    released_median = statistics.median(released["faults"][later])
+    assert released_median > 2000, released
+    assert statistics.median(kept["faults"][later]) < released_median / 10, (kept, released)
