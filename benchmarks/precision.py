@@ -35,6 +35,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -92,7 +93,7 @@ F32ACT = "fp32 activations"  # the variant of --int8-fp32-activations-too
 
 
 @contextlib.contextmanager
-def variant_env(key: tuple) -> object:
+def variant_env(key: tuple) -> Iterator[None]:
     """The environment a configuration's stages are built in (its variant's switch)."""
     old = os.environ.get("MSTGAN_INT8_BF16")
     if key[-1] == F32ACT:
