@@ -35,8 +35,8 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -92,19 +92,9 @@ def configs(cuda: bool) -> list[tuple[str, str, str]]:
 F32ACT = "fp32 activations"  # the variant of --int8-fp32-activations-too
 
 
-@contextlib.contextmanager
-def variant_env(key: tuple) -> Iterator[None]:
-    """The environment a configuration's stages are built in (its variant's switch)."""
-    old = os.environ.get("MSTGAN_INT8_BF16")
-    if key[-1] == F32ACT:
-        os.environ["MSTGAN_INT8_BF16"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MSTGAN_INT8_BF16", None)
-        else:
-            os.environ["MSTGAN_INT8_BF16"] = old
+def variant_env(key: tuple) -> contextlib.AbstractContextManager:
+    """The environment a configuration's stages are built in (its variant's switch), restored after."""
+    return mock.patch.dict(os.environ, {"MSTGAN_INT8_BF16": "0"} if key[-1] == F32ACT else {})
 
 
 def interleaved_speed(ups: dict[tuple, ModelUpscaler], frames: list[torch.Tensor], rounds: int) -> dict[tuple, dict]:
