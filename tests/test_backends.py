@@ -7,10 +7,12 @@ marked slow (MSTGAN_SLOW=1 runs them) or need CUDA (+ torch-tensorrt) and skip w
 import importlib.util
 import json
 import time
+from copy import deepcopy
 from pathlib import Path
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 from torch.export import export
 from typer.testing import CliRunner
 
@@ -310,6 +312,38 @@ def test_int8_bf16_activations_only_between_requantised_convolutions(monkeypatch
     assert any(not torch.equal(g, r) for g, r in zip(got, ref))
     for g, r in zip(got, ref):
         assert (g - r).abs().mean() < 0.01 * r.abs().mean() + 1e-4
+
+
+def test_int8_concatenations_are_quantised_part_by_part(monkeypatch):
+    """compress.int8.quantize_cat_parts: in the window stage every concatenation that is
+    quantised (the coarse levels' centre + warped neighbour, the centre + aligned neighbours
+    into the attention, the weighted features into fuse) becomes a concatenation of quantised
+    parts, with the same bytes; the flow network's narrow image, image, flow inputs do not."""
+    aten, qd = torch.ops.aten, torch.ops.quantized_decomposed
+    model, frames = _model(), _frames()
+    prepared = int8.prepare(model, ["flows", "window"])
+    int8.calibrate(prepared, model, [frames[:5]])
+    monkeypatch.setenv("MSTGAN_INT8_BF16", "0")  # one rewrite at a time
+    copy = {k: deepcopy(gm) for k, gm in prepared.items()}
+    parts = int8.convert(prepared)
+    monkeypatch.setattr(int8, "quantize_cat_parts", lambda gm: [])
+    whole = int8.convert(copy)
+
+    def quantised_cats(gm):  # concatenations feeding a quantisation, and those of quantised parts
+        nodes = list(gm.graph.nodes)
+        before = [n for n in nodes if n.target is qd.quantize_per_tensor.default and n.args[0].target is aten.cat.default]
+        after = [n for n in nodes if n.target is aten.cat.default
+                 and all(a.target is qd.quantize_per_tensor.default for a in n.args[0])]
+        return len(before), len(after)
+    assert quantised_cats(whole["window"]) == (4, 0)
+    assert quantised_cats(parts["window"]) == (0, 4)
+    assert quantised_cats(whole["flows"]) == quantised_cats(parts["flows"]) == (3, 0)
+    m = model.config.size_multiple
+    for stage in ("flows", "window"):
+        args = sample_inputs(model, 1, 3 * m, 4 * m)[stage]
+        with torch.no_grad():
+            for got, ref in zip(pytree.tree_leaves(parts[stage](*args)), pytree.tree_leaves(whole[stage](*args))):
+                assert torch.equal(got, ref)
 
 
 def _minmax_qparams(obs):

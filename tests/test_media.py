@@ -163,13 +163,17 @@ def test_error_summary_skips_ffmpeg_epilogues() -> None:
 
 
 @pytest.mark.parametrize("deep", [False, True])
-def test_planar_float_frames_encode_to_the_same_pixels_as_interleaved_rgb(tmp_path: Path, deep: bool) -> None:
+def test_planar_float_frames_encode_to_the_same_pixels_as_interleaved_rgb(tmp_path: Path, deep: bool,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # the pipeline hands the encoder gbr_frame(...) instead of to_array(...) frames: same YCbCr
     import numpy as np
     import torch
 
+    from mstgan_cli.media import encode
     from mstgan_cli.media.encode import VideoEncoder, gbr_frame
     from mstgan_cli.stages import to_array
+
+    monkeypatch.setattr(encode, "GBR_ROWS", 8)  # blocks of 8, 8 and 6 rows
 
     w, h = 70, 22  # a width whose planes are padded to their line size
     chw = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # some out of range

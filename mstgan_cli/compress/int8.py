@@ -6,8 +6,9 @@ activations int8 per tensor, ranges from calibration), calibrated, converted, an
 by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
 fp32: flow warping (traced as gathers, see ``model.blocks.gather_warp``), interpolation,
 pooling, the attention's mean/sigmoid, and the bicubic skip (excluded on purpose: it carries
-the whole picture). On CPUs with native bf16, an int8 convolution whose output is only
-re-quantised writes that output in bf16 (:func:`bf16_activations`).
+the whole picture). A concatenation that is quantised is quantised part by part
+(:func:`quantize_cat_parts`), and on CPUs with native bf16 an int8 convolution whose output is
+only re-quantised writes that output in bf16 (:func:`bf16_activations`).
 
 The activation scales and zero points ("qparams") are a few kB of JSON, keyed by the model's weights hash:
 
@@ -195,10 +196,59 @@ def convert(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, torch.fx.Gra
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     out = {k: convert_pt2e(gm) for k, gm in prepared.items()}
+    for name, gm in out.items():
+        log.debug("int8: %s: quantised before concatenating: %s", name, ", ".join(quantize_cat_parts(gm)) or "nothing")
     if bf16_activations_enabled():
         for name, gm in out.items():
             log.debug("int8: %s: bf16 between %s", name, ", ".join(bf16_activations(gm)) or "nothing")
     return out
+
+
+# parts narrower than this (channels, along the channel dimension) are concatenated in fp32 first
+MIN_CAT_CHANNELS = 8
+
+
+def quantize_cat_parts(gm: torch.fx.GraphModule) -> list[str]:
+    """Quantise the parts of a concatenation that only feeds a quantisation, then concatenate
+    the 8-bit parts: ``quantize(cat(xs))`` -> ``cat([quantize(x) for x in xs])``. The same bytes
+    (quantisation is elementwise). Returns the concatenations changed.
+
+    Inductor writes a concatenation into one buffer, here an fp32 one, which the quantisation
+    then reads back in full. With the quantisation on each part, it fuses into the kernel that
+    computes the part: the window stage's full-resolution concatenations (the centre with the
+    aligned neighbours, and the weighted features into ``fuse``) no longer go through memory in
+    fp32. The 8-bit concatenation is a plain copy (Inductor leaves uint8 ones to ATen on the CPU),
+    which is slow for parts of a few channels per pixel: parts narrower than
+    :data:`MIN_CAT_CHANNELS` along the channel dimension (the flow network's image, image, flow
+    inputs) are left as they were.
+    """
+    aten, qd = torch.ops.aten, torch.ops.quantized_decomposed
+    changed = []
+    for q in list(gm.graph.nodes):
+        if q.op != "call_function" or q.target is not qd.quantize_per_tensor.default:
+            continue
+        cat = q.args[0]
+        if not (isinstance(cat, torch.fx.Node) and cat.target is aten.cat.default and len(cat.users) == 1):
+            continue
+        parts = list(cat.args[0])
+        dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+        shapes = [p.meta.get("val").shape if isinstance(p, torch.fx.Node) and "val" in p.meta else None
+                  for p in parts]
+        if any(s is None for s in shapes):
+            continue
+        if dim % len(shapes[0]) == 1 and min(int(s[1]) for s in shapes) < MIN_CAT_CHANNELS:
+            continue
+        with gm.graph.inserting_before(q):
+            quantised = [gm.graph.call_function(q.target, (p, *q.args[1:]), dict(q.kwargs)) for p in parts]
+            joined = gm.graph.call_function(aten.cat.default, (quantised, dim))
+        joined.meta.update(q.meta)
+        q.replace_all_uses_with(joined)
+        gm.graph.erase_node(q)
+        gm.graph.erase_node(cat)
+        changed.append(cat.name)
+    gm.graph.lint()
+    gm.recompile()
+    return changed
 
 
 def bf16_activations_enabled() -> bool:
