@@ -17,3 +17,22 @@ def test_export_dynamic_hw_matches_eager():
         y = torch.rand(1, 5, 3, hh, ww)
         with torch.no_grad():
             torch.testing.assert_close(ep.module()(y), g(y))
+
+
+def test_pixel_shuffle_gives_the_same_values_as_planar_frames():
+    """model.blocks.pixel_shuffle: F.pixel_shuffle's values, but planar (contiguous NCHW) output
+    from channels-last input too, as the encoder's hand-off reads it; also compiled."""
+    import torch.nn.functional as F
+
+    from mstgan_cli.model.blocks import pixel_shuffle
+
+    x = torch.randn(2, 3 * 16, 5, 7)
+    for s, fmt in [(4, torch.channels_last), (4, torch.contiguous_format), (2, torch.channels_last)]:
+        y = x[:, :3 * s * s].contiguous(memory_format=fmt)
+        got = pixel_shuffle(y, s)
+        assert torch.equal(got, F.pixel_shuffle(y, s)) and got.is_contiguous()
+        assert F.pixel_shuffle(y, s).is_contiguous() == (fmt == torch.contiguous_format)  # why it exists
+    compiled = torch.compile(pixel_shuffle, dynamic=True)
+    y = x.contiguous(memory_format=torch.channels_last)
+    got = compiled(y, 4)
+    assert torch.equal(got, F.pixel_shuffle(y, 4)) and got.is_contiguous()

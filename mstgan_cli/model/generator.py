@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import BicubicPhases, DetailBlock, DSConv, ResBlock, act, compose_flow, flow_warp
+from .blocks import BicubicPhases, DetailBlock, DSConv, ResBlock, act, compose_flow, flow_warp, pixel_shuffle
 
 PYRAMID_LEVELS = 3  # feature pyramid: 1, 1/2, 1/4
 
@@ -259,7 +259,7 @@ class MSTGANGenerator(nn.Module):
         # the bicubic skip is added before the pixel shuffle, as its s*s sub-pixel phases, in the
         # centre frame's dtype: a runtime that keeps the 8-bit input frames in fp32 gets an fp32
         # picture even when the network runs in bf16/fp16 (bf16 cannot hold k/255 exactly)
-        return F.pixel_shuffle(self.up(x).to(centre_lr.dtype) + self.skip(centre_lr), self.config.scale)
+        return pixel_shuffle(self.up(x).to(centre_lr.dtype) + self.skip(centre_lr), self.config.scale)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         out, _ = self.forward_with_flows(frames)
