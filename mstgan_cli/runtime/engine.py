@@ -47,8 +47,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> fp16 on CUDA, fp32 on the CPU. Checks the combination is supported.
 
     Why fp32 on the CPU: measured on the 2-core AVX512-BF16/VNNI CPU without AMX
-    (benchmarks/RESULTS.md), bf16 is no faster than fp32 there, and int8 (2.0-2.4x fp32 eager
-    model only, 1.9x end to end, -0.04 dB PSNR-Y) needs a calibration and a compiled build:
+    (benchmarks/RESULTS.md), bf16 is no faster than fp32 there, and int8 (2.0-2.6x fp32 eager
+    model only, about 2x end to end, -0.04 dB PSNR-Y) needs a calibration and a compiled build:
     `auto` keeps the output independent of what the cache holds."""
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
