@@ -64,7 +64,7 @@ def model_file(arg: str | None) -> tuple[Path, str]:
 
     out = Path(tempfile.mkdtemp()) / "best-x4.pt"
     release(BEST, out, "benchmark", "runs/x4/best.pt for the precision benchmark")
-    step = torch.load(BEST, map_location="cpu", weights_only=False).get("step")
+    step = torch.load(BEST, map_location="cpu", weights_only=True).get("step")
     return out, f"runs/x4/best.pt (step {step})"
 
 

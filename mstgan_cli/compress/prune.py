@@ -213,7 +213,7 @@ def run_prune(parent: Path, out: Path, keep: dict[str, float], train_overrides: 
                   generator=pruning_overrides(pruned_cfg), init=str(init))
     if cfg.steps > 0:
         train(cfg, on_log=on_log)
-        best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+        best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
     else:  # prune and measure only
         best = {**torch.load(init, weights_only=True), "step": 0, "val": summary["pruned_val_before_finetune"]}
     tuned = MSTGANGenerator(GeneratorConfig(**best["config"]))

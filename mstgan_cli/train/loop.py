@@ -279,7 +279,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         step, best = ck["step"], ck.get("best")
         log.info("resumed %s at step %d", last, step)
     elif cfg.init:
-        ck = torch.load(cfg.init, map_location=device, weights_only=False)
+        ck = torch.load(cfg.init, map_location=device, weights_only=True)  # weights only: no pickled code runs
         sd = ck["state_dict"] if "state_dict" in ck else ck["model"]
         own = model.state_dict()
         fits = {k: v.float() for k, v in sd.items() if k in own and own[k].shape == v.shape}

@@ -46,7 +46,7 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
             runs: list[Path | tuple[Path, int]] | None = None) -> dict:
     """Write `out` (fp16 checkpoint with meta) from a run's best.pt/last.pt, or from shipped weights
     (re-measuring them: their training history and step are kept). Returns the meta."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = GeneratorConfig(**ck["config"])
     model = MSTGANGenerator(cfg)
     model.load_state_dict(ck.get("state_dict") or ck["model"])
