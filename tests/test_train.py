@@ -9,7 +9,9 @@ from PIL import Image
 from mstgan_cli.model.checkpoint import load_generator
 from mstgan_cli.model.registry import list_models
 from mstgan_cli.runtime.engine import ModelUpscaler
+from mstgan_cli.model.blocks import flow_warp
 from mstgan_cli.train.data import Sources, WindowSampler, downscale
+from mstgan_cli.train.degrade import Degrader, DegradeConfig, compress_jpeg, compress_video
 from mstgan_cli.train.loop import TrainConfig, train
 from mstgan_cli.train.release import release, ship
 
@@ -56,13 +58,79 @@ def _cfg(data, out, **kw):
 def test_sampler_windows(data):
     src = Sources.load(data / "train")
     s = WindowSampler(src, scale=2, window=5, patch=16, seed=0)
-    lr, hr = s.batch(6)
+    lr, hr, flow, weight = s.batch(6)
     assert lr.shape == (6, 5, 3, 16, 16) and hr.shape == (6, 5, 3, 32, 32)
+    assert flow.shape == (6, 5, 2, 16, 16) and weight.shape == (6, 5, 1, 16, 16)
     assert 0 <= float(lr.min()) and float(lr.max()) <= 1
     torch.testing.assert_close(lr, downscale(hr, 2))
     # consecutive frames differ (there is motion) but are not unrelated
     d = (hr[:, 1:] - hr[:, :-1]).abs().mean()
     assert 0.001 < float(d) < 0.3
+
+
+def _photo(seed=3, size=(240, 200)):
+    rng = np.random.default_rng(seed)
+    img = (rng.random((size[1] // 4, size[0] // 4, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))
+
+
+def test_photo_windows_come_with_their_true_motion():
+    """Each neighbour warped by the returned flow matches the centre frame far better than unwarped,
+    including windows with an object that moves on its own; the centre has no weight."""
+    src = Sources([], [_photo(3, (400, 360)), _photo(4, (400, 360))], ["a", "b"])
+    s = WindowSampler(src, scale=4, window=5, patch=16, seed=0, max_speed=16.0, fast_motion=0.5)
+    err = base = 0.0
+    for _ in range(12):
+        hr, flow, weight = s._photo_window()
+        lr = downscale(hr, 4)
+        assert weight[2].sum() == 0 and weight.mean() > 0.05
+        for k in (0, 1, 3, 4):
+            w = weight[k:k + 1]
+            err += float(((flow_warp(lr[k:k + 1], flow[k:k + 1]) - lr[2:3]).abs() * w).sum() / w.sum().clamp(min=1))
+            base += float(((lr[k:k + 1] - lr[2:3]).abs() * w).sum() / w.sum().clamp(min=1))
+    assert err < 0.5 * base, (err, base)  # a wrong sign or scale makes it worse than no warp
+
+
+def test_degradations_are_real_and_of_every_kind():
+    hr = torch.from_numpy(_photo(5, (128, 128)).copy()).permute(2, 0, 1).float().div(255)[None].repeat(5, 1, 1, 1)
+    lr = downscale(hr, 4)
+    # real encoders: H.264 and MPEG-2 change the picture, more at a coarser quantiser, frames stay frames
+    d23 = (compress_video(lr, "h264", 23) - lr).abs().mean()
+    d40 = (compress_video(lr, "h264", 40) - lr).abs().mean()
+    assert 0.002 < d23 < d40 < 0.2
+    for codec, q in (("hevc", 30), ("mpeg2", 8)):  # HEVC on frames smaller than one 64-pixel CTU
+        y = compress_video(lr[:, :, :30, :30], codec, q)
+        assert y.shape == (5, 3, 30, 30) and 0.001 < (y - lr[:, :, :30, :30]).abs().mean() < 0.2
+    assert 0.001 < (compress_jpeg(lr, 40) - lr).abs().mean() < 0.2
+    d = Degrader(4, DegradeConfig())
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for _ in range(30):
+        out, info = d(hr, rng)
+        assert out.shape == lr.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+        if info["kind"] == "clean":
+            torch.testing.assert_close(out, lr)
+        kinds.add(info["kind"])
+    assert kinds == {"clean", "h264", "mixed"}
+    # the same generator state degrades the same way (a resumed sampler repeats itself)
+    a, _ = d(hr, np.random.default_rng(7))
+    b, _ = d(hr, np.random.default_rng(7))
+    torch.testing.assert_close(a, b)
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    train(_cfg(data, tmp_path / "r", until=2))
+    with pytest.raises(ValueError, match="other settings.*lr 0.0003 -> 0.001"):
+        train(_cfg(data, tmp_path / "r", lr=1e-3))
+    train(_cfg(data, tmp_path / "r", until=3, threads=2))  # how long and on how many threads may change
+
+
+def test_realworld_training_with_flow_supervision_and_h264_validation(data, tmp_path):
+    run = train(_cfg(data, tmp_path / "rw", steps=2, val_every=2, degrade="realworld", w_flow=0.02,
+                     val_degrade="bicubic,h264:23"))
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    val = [r for r in recs if "val" in r][-1]["val"]
+    assert {"gain_pan.mkv", "gain_pan.mkv@h264:23"} <= set(val)
 
 
 def test_resume_gives_the_same_weights(data, tmp_path):
@@ -87,7 +155,7 @@ def test_stage2_steps_and_release(data, tmp_path, monkeypatch):
     recs = [json.loads(line) for line in (run2 / "log.jsonl").read_text().splitlines()]
     assert "lpips" in recs[-1]["val"]
     # stage 2 measures its starting weights first, and validates temporal stability too
-    assert recs[0] == {"step": 0, "start": "init"}
+    assert (recs[0]["step"], recs[0]["start"]) == (0, "init") and recs[0]["sources"] == {"clips": 1, "photos": 1}
     assert recs[1]["step"] == 0 and {"lpips", "tof", "tlp100"} <= set(recs[1]["reference"])
     assert recs[-1]["val"]["tof"] >= 0 and recs[-1]["val"]["tlp100"] >= 0
     wdir = tmp_path / "weights"
@@ -181,7 +249,7 @@ def test_run_summary_counts_a_run_begun_from_a_copied_checkpoint_from_there(data
     shutil.copy(a / "last.pt", b / "last.pt")  # e.g. a learning-rate anneal in a run of its own
     train(_cfg(data, b))
     recs = [json.loads(line) for line in (b / "log.jsonl").read_text().splitlines()]
-    assert recs[0] == {"step": 4, "start": "resume"}
+    assert (recs[0]["step"], recs[0]["start"]) == (4, "resume")
     assert run_summary(b)["steps"] == 2 and run_summary(a)["steps"] == 4
     train(_cfg(data, a))  # resumed in place: the marker is not the first record, all 6 steps count
     assert run_summary(a)["steps"] == 6 and run_summary(a, 4)["steps"] == 4
@@ -203,7 +271,7 @@ def test_train_cli_stops_at_until_and_resumes_to_the_end(data, tmp_path):
     assert r.exit_code == 0, r.output
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 4
     starts = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line]
-    assert starts == [{"step": 0, "start": "fresh"}, {"step": 2, "start": "resume"}]
+    assert [(r["step"], r["start"]) for r in starts] == [(0, "fresh"), (2, "resume")]
 
 
 def test_motion_loss_sees_motion_that_does_not_match():

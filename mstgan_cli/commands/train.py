@@ -11,8 +11,9 @@ from .common import fail, say, setup_logging, training_reporter
 
 TRAIN_EPILOG = (
     "[bold]Examples[/bold]\n\n"
-    "  [cyan]mstgan train --out runs/x4[/cyan]\n"
-    "    → stage 1 (fidelity): L1 + flow regularisation; re-run the same line to resume\n\n"
+    "  [cyan]mstgan train --out runs/x4 --data data/train --val data/val[/cyan]\n"
+    "    → stage 1 (fidelity): L1 + flow regularisation and supervision, real-world degradations;\n"
+    "      re-run the same line to resume (a resume with other settings is refused)\n\n"
     "  [cyan]mstgan train --out runs/x2 --scale 2 --init runs/x4/best.pt[/cyan]\n"
     "    → an x2 model started from the x4 weights (all but the upsampler carry over)\n\n"
     "  [cyan]mstgan train --out runs/x4-gan4 --stage 2 --init weights/mstgan-x4.pt --steps 2000 --batch 8 \\\n"
@@ -31,14 +32,22 @@ TRAIN_EPILOG = (
 
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumed if it holds last.pt).")] = Path("runs/x4"),
-    data: Annotated[Path, typer.Option(help="Training data: videos/ and photos/ below it.")] = Path("../shared/data/train"),
-    val: Annotated[Path, typer.Option(help="Validation data: videos/ below it.")] = Path("../shared/data/val"),
+    data: Annotated[Path, typer.Option(help="Training data: videos/ and photos/ below it.")] = Path("data/train"),
+    val: Annotated[Path, typer.Option(help="Validation data (chooses the best checkpoint): videos/ below it.")] = Path("data/val"),
+    degrade: Annotated[str, typer.Option(help="Low-res input of training: 'realworld' (real H.264/HEVC/"
+                                              "MPEG-2/JPEG encoders, blur, noise, resize kernels, clean "
+                                              "bicubic kept as one case) or 'bicubic' (the protocol's).")] = "realworld",
+    val_degrade: Annotated[str, typer.Option(help="Validation sets, comma-separated: bicubic, h264:CRF; "
+                                                  "the best checkpoint has the highest mean PSNR-Y over them.")] = "bicubic,h264:23",
+    flow: Annotated[float, typer.Option(help="Weight of the flow supervision by the virtual camera's "
+                                             "known motion (photo windows).")] = 0.02,
+    max_speed: Annotated[float, typer.Option(help="Virtual camera: fastest motion, HR pixels per frame.")] = 16.0,
     scale: Annotated[int, typer.Option(help="Upscaling factor: 2 or 4.")] = 4,
     window: Annotated[int, typer.Option(help="Frames per window (odd): 5 or 7.")] = 5,
     stage: Annotated[int, typer.Option(help="1: fidelity (L1), 2: adversarial.")] = 1,
     steps: Annotated[int, typer.Option(help="Length of the learning-rate schedule (steps).")] = 40_000,
-    batch: Annotated[int, typer.Option(help="Windows per step.")] = 16,
-    patch: Annotated[int, typer.Option(help="Low-resolution patch side (pixels).")] = 32,
+    batch: Annotated[int, typer.Option(help="Windows per step.")] = 8,
+    patch: Annotated[int, typer.Option(help="Low-resolution patch side (pixels).")] = 48,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-4,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (best.pt/last.pt of another run).")] = None,
     perceptual: Annotated[float, typer.Option(help="Weight of the VGG16 perceptual loss.")] = 0.0,
@@ -81,6 +90,8 @@ def train_cmd(
         return
     if scale not in (2, 4) or window not in (3, 5, 7) or stage not in (1, 2):
         raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 1 or 2", 2)
+    if degrade not in ("realworld", "bicubic"):
+        raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
     for p in (data, val):
         if not p.is_dir():
             raise fail(f"data folder not found: {p}", 2)
@@ -88,6 +99,7 @@ def train_cmd(
 
     cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
+                      degrade=degrade, val_degrade=val_degrade, w_flow=flow, max_speed=max_speed,
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,

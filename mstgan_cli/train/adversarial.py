@@ -88,7 +88,9 @@ class AdversarialStage(FidelityStage):
         for gr in self.opt_d.param_groups:
             gr["lr"] = lr
 
-    def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+    def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
+             flow_weight: torch.Tensor | None = None) -> dict:
+        """One step of both networks; the known motion of the batch is not used in this stage."""
         cfg, g = self.cfg, self.model
         b, n = lr.shape[:2]
         t = n - 2

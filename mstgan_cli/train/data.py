@@ -1,5 +1,7 @@
 """Training data: windows of consecutive frames cut from real clips, and clips synthesised from
-photos with realistic camera motion. Degradation: antialiased bicubic downscaling.
+photos with realistic camera motion (whose exact optical flow is known, and returned, so the flow
+network can be supervised). Degradation: antialiased bicubic downscaling, or the mixture of real
+encoders, blur, noise and resize kernels of :mod:`mstgan_cli.train.degrade`.
 
 All sources are decoded once into uint8 arrays in memory (and cached as .npy next to the run)
 so a training step spends its time in the model, not in FFmpeg.
@@ -10,25 +12,19 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..model.blocks import flow_warp
+from .degrade import Degrader, compress_video, downscale
+
 log = logging.getLogger("mstgan_cli")
 
 VIDEO_EXTS = {".mkv", ".mp4", ".mov", ".avi", ".webm"}
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The benchmark degradation: antialiased bicubic by 1/scale. (..., 3, H, W) -> (..., 3, H/s, W/s),
-    float in [0, 1] (clamped: bicubic overshoots)."""
-    lead = hr.shape[:-3]
-    x = hr.reshape(-1, *hr.shape[-3:])
-    h, w = x.shape[-2:]
-    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
-    return lr.clamp_(0.0, 1.0).reshape(*lead, *lr.shape[-3:])
 
 
 def read_video_rgb(path: Path, max_frames: int | None = None) -> np.ndarray:
@@ -97,22 +93,37 @@ def _to_tensor(a: np.ndarray) -> torch.Tensor:
     return t.movedim(-1, -3)
 
 
-class WindowSampler:
-    """Draws batches of (lr, hr) windows.
+class Batch(NamedTuple):
+    """lr (B, T, 3, p, p), hr (B, T, 3, s*p, s*p) in [0, 1]; flow (B, T, 2, p, p): the true motion
+    from the centre frame to every frame in LR pixels (``flow_warp(lr[:, i], flow[:, i]) ~ lr[:, c]``),
+    where known; flow_weight (B, T, 1, p, p): 1 where it is known (photo windows, away from the edges
+    of moving objects and of the picture), else 0."""
 
-    lr: (B, T, 3, p, p), hr: (B, T, 3, s*p, s*p), float32 in [0, 1]. Half the windows come from
-    real clips (random start, crop, flip, time reversal, temporal stride), half are synthesised
-    from photos by a moving virtual camera.
+    lr: torch.Tensor
+    hr: torch.Tensor
+    flow: torch.Tensor
+    flow_weight: torch.Tensor
+
+
+class WindowSampler:
+    """Draws batches of (lr, hr) windows with their known motion.
+
+    Half the windows (``video_fraction``) come from real clips (random start, crop, flip, time
+    reversal, temporal stride), the rest are synthesised from photos by a moving virtual camera,
+    sometimes with an object moving on its own. LR: ``degrader`` (default: antialiased bicubic).
     """
 
     def __init__(self, sources: Sources, scale: int, window: int, patch: int, seed: int,
-                 video_fraction: float = 0.5) -> None:
+                 video_fraction: float = 0.5, degrader: Degrader | None = None,
+                 fast_motion: float = 0.3, max_speed: float = 6.0) -> None:
         self.src = sources
         self.scale, self.window, self.patch = scale, window, patch
         self.video_fraction = video_fraction if sources.videos and sources.photos else float(bool(sources.videos))
         self.rng = np.random.default_rng(seed)
         weights = np.array([len(v) for v in sources.videos], dtype=np.float64)
         self.video_p = weights / weights.sum() if len(weights) else None
+        self.degrader = degrader
+        self.fast_motion, self.max_speed = fast_motion, max_speed
 
     def state(self) -> dict:
         return {"bit_generator": self.rng.bit_generator.state}
@@ -120,20 +131,31 @@ class WindowSampler:
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        hrs = [self._textured_window() for _ in range(size)]
-        hr = torch.stack(hrs)
-        return downscale(hr, self.scale), hr
+    def batch(self, size: int) -> Batch:
+        hrs, flows, weights, lrs = [], [], [], []
+        p, t = self.patch, self.window
+        for _ in range(size):
+            hr, flow, weight = self._textured_window()
+            hrs.append(hr)
+            if flow is None:
+                flow, weight = torch.zeros(t, 2, p, p), torch.zeros(t, 1, p, p)
+            flows.append(flow)
+            weights.append(weight)
+            lrs.append(downscale(hr, self.scale) if self.degrader is None else self.degrader(hr, self.rng)[0])
+        return Batch(torch.stack(lrs), torch.stack(hrs), torch.stack(flows), torch.stack(weights))
 
-    def _textured_window(self, tries: int = 4) -> torch.Tensor:
+    def _textured_window(self, tries: int = 4):
         """Flat patches (sky, walls) teach little: redraw most of them, keep a few."""
         for _ in range(tries):
-            clip = self._video_window() if self.rng.random() < self.video_fraction else self._photo_window()
+            if self.rng.random() < self.video_fraction:
+                clip, flow, weight = self._video_window(), None, None
+            else:
+                clip, flow, weight = self._photo_window()
             centre = clip[self.window // 2].mean(0)
             texture = (centre[1:] - centre[:-1]).abs().mean() + (centre[:, 1:] - centre[:, :-1]).abs().mean()
             if texture > 0.03 or self.rng.random() < 0.15:
-                return clip
-        return clip
+                break
+        return clip, flow, weight
 
     # --- real clips ------------------------------------------------------------------------
     def _video_window(self) -> torch.Tensor:
@@ -152,31 +174,48 @@ class WindowSampler:
         return clip
 
     # --- clips synthesised from photos ----------------------------------------------------
-    def _photo_window(self) -> torch.Tensor:
+    def _photo_window(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(T, 3, hp, hp) frames, their flow from the centre (T, 2, p, p) in LR pixels and its
+        weight (T, 1, p, p)."""
         rng, t = self.rng, self.window
         photo = self.src.photos[int(rng.integers(len(self.src.photos)))]
         hp = self.patch * self.scale
         # the camera sees a region `zoom` times the patch, so content density varies
         zoom = float(rng.uniform(1.0, 2.0))
-        margin = int(hp * zoom * 1.6) + 16
+        travel = (t // 2) * self.max_speed * 1.5  # HR pixels the view may move each way
+        margin = int((hp + 2 * travel) * zoom * 1.1) + 16
         h, w, _ = photo.shape
         margin = min(margin, h, w)
         y, x = int(rng.integers(0, h - margin + 1)), int(rng.integers(0, w - margin + 1))
         region = _to_tensor(photo[y:y + margin, x:x + margin])[None]  # (1, 3, M, M)
-        frames = self._camera_path(region, hp, zoom, fast=rng.random() < 0.3)
+        frames, flow = self._camera_path(region, hp, zoom, fast=rng.random() < self.fast_motion)
+        inside = _lands_inside(flow)
         if rng.random() < 0.5:  # an object that moves on its own
-            obj = self._camera_path(region, hp, zoom * float(rng.uniform(0.6, 1.0)), fast=True)
+            obj, oflow = self._camera_path(region, hp, zoom * float(rng.uniform(0.6, 1.0)), fast=True)
             mask = self._mask(hp)
             frames = frames * (1 - mask) + obj * mask
-        return frames.clamp_(0.0, 1.0)
+            # where the motion is known: pixels of the background that land on background in the
+            # other frame, and of the object that land on the object
+            m_src = mask.expand(t, 1, hp, hp)
+            bg = (m_src < 0.02) & (flow_warp(m_src, flow) < 0.02)
+            fg = (m_src > 0.98) & (flow_warp(m_src, oflow) > 0.98)
+            flow = torch.where(m_src > 0.5, oflow, flow)
+            inside = (bg & inside) | (fg & _lands_inside(oflow))
+        s = self.scale
+        flow_lr = F.avg_pool2d(flow, s) / s
+        weight = (F.avg_pool2d(inside.float(), s) > 0.999).float()
+        weight[t // 2] = 0.0
+        return frames.clamp_(0.0, 1.0), flow_lr, weight
 
-    def _camera_path(self, region: torch.Tensor, hp: int, zoom: float, fast: bool) -> torch.Tensor:
-        """T views of `region` (1, 3, M, M) along a smooth random path -> (T, 3, hp, hp)."""
+    def _camera_path(self, region: torch.Tensor, hp: int, zoom: float, fast: bool,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """T views of `region` (1, 3, M, M) along a smooth random path -> (T, 3, hp, hp), and the
+        flow from the centre view to each view (T, 2, hp, hp) in HR pixels."""
         rng, t = self.rng, self.window
         m = region.shape[-1]
-        vmax = 6.0 if fast else 2.0  # HR pixels per frame
+        vmax = self.max_speed if fast else 2.0  # HR pixels per frame
         v = rng.uniform(-vmax, vmax, size=2)
-        acc = rng.uniform(-0.3, 0.3, size=2)
+        acc = rng.uniform(-0.3, 0.3, size=2) * (vmax / 2.0)
         dzoom = rng.uniform(-0.01, 0.01)
         drot = math.radians(rng.uniform(-0.6, 0.6))
         theta = []
@@ -187,10 +226,22 @@ class WindowSampler:
             cos, sin = math.cos(a) * z * hp / m, math.sin(a) * z * hp / m
             tx, ty = shift * z * 2.0 / m
             theta.append([[cos, -sin, tx], [sin, cos, ty]])
-        theta_t = torch.tensor(theta, dtype=torch.float32)
-        grid = F.affine_grid(theta_t, [t, 3, hp, hp], align_corners=False)
-        return F.grid_sample(region.expand(t, -1, -1, -1), grid, mode="bicubic",
-                             padding_mode="reflection", align_corners=False)
+        theta_t = torch.tensor(theta, dtype=torch.float64)
+        grid = F.affine_grid(theta_t.float(), [t, 3, hp, hp], align_corners=False)
+        frames = F.grid_sample(region.expand(t, -1, -1, -1), grid, mode="bicubic",
+                               padding_mode="reflection", align_corners=False)
+        # output pixel u of view k shows region point A_k u + b_k; the centre's pixel u shows
+        # A_c u + b_c, which view k shows at A_k^-1 (A_c u + b_c - b_k)
+        base = F.affine_grid(torch.eye(2, 3, dtype=torch.float64)[None], [1, 3, hp, hp], align_corners=False)
+        c = t // 2
+        a_c, b_c = theta_t[c, :, :2], theta_t[c, :, 2]
+        world = base @ a_c.T + b_c                                        # (1, hp, hp, 2)
+        flows = []
+        for k in range(t):
+            a_k, b_k = theta_t[k, :, :2], theta_t[k, :, 2]
+            u_k = (world - b_k) @ torch.linalg.inv(a_k).T
+            flows.append(((u_k - base) * (hp / 2.0))[0].permute(2, 0, 1))  # normalised -> pixels
+        return frames, torch.stack(flows).float()
 
     def _mask(self, hp: int) -> torch.Tensor:
         """A soft ellipse at a random place, (1, 1, hp, hp)."""
@@ -203,10 +254,22 @@ class WindowSampler:
         return torch.sigmoid((1.0 - d) * 8.0)[None, None]
 
 
+def _lands_inside(flow: torch.Tensor) -> torch.Tensor:
+    """(T, 1, H, W) bool: pixel + flow lies inside the picture (what it shows there is known)."""
+    h, w = flow.shape[-2:]
+    xs = torch.arange(w).view(1, 1, w) + flow[:, 0]
+    ys = torch.arange(h).view(1, h, 1) + flow[:, 1]
+    return ((xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1))[:, None]
+
+
 def load_val_clips(root: Path, scale: int, max_frames: int = 40, cache: Path | None = None,
-                   ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+                   degrade: str = "bicubic") -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """Validation clips as (name, lr (N, 3, h, w), hr (N, 3, s*h, s*w)), HR cropped to a multiple of
-    the scale. Frames stay on the CPU."""
+    the scale. degrade: "bicubic" (antialiased bicubic) or "h264:CRF" (then x264 medium, yuv420p, at
+    that CRF); names other than bicubic's carry it ("clip.mkv@h264:23"). Frames stay on the CPU."""
+    kind, _, arg = degrade.partition(":")
+    if kind not in ("bicubic", "h264") or (kind == "h264" and not arg.isdigit()):
+        raise ValueError(f"unknown validation degradation {degrade!r}: use bicubic or h264:CRF")
     out = []
     for p in sorted((root / "videos").glob("*")):
         if p.suffix.lower() not in VIDEO_EXTS:
@@ -215,5 +278,8 @@ def load_val_clips(root: Path, scale: int, max_frames: int = 40, cache: Path | N
         hr = _to_tensor(arr)
         h, w = hr.shape[-2:]
         hr = hr[..., : h - h % scale, : w - w % scale]
-        out.append((p.name, downscale(hr, scale), hr))
+        lr = downscale(hr, scale)
+        if kind == "h264":
+            lr = compress_video(lr, "h264", int(arg))
+        out.append((p.name if kind == "bicubic" else f"{p.name}@{degrade}", lr, hr))
     return out

@@ -26,6 +26,7 @@ from ..model.blocks import flow_warp
 from ..model.checkpoint import atomic_save
 from ..model.generator import GeneratorConfig, MSTGANGenerator
 from .data import Sources, WindowSampler, load_val_clips
+from .degrade import DegradeConfig, Degrader
 from .plot import plot_curves
 
 log = logging.getLogger("mstgan_cli")
@@ -52,6 +53,7 @@ class TrainConfig:
     ckpt_minutes: float = 5.0
     w_warp: float = 0.05         # photometric loss of the flows
     w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
+    w_flow: float = 0.0          # supervision of the flow network by the virtual camera's known motion
     w_perceptual: float = 0.0
     vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
@@ -65,9 +67,36 @@ class TrainConfig:
     noise: float = 0.1           # stage 2: instance noise std on D's inputs at the start...
     noise_steps: int = 5000      # ...annealed linearly to zero over this many steps
     init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
+    degrade: str = "bicubic"     # LR of the training windows: "bicubic" (the protocol's) or
+                                 # "realworld" (train.degrade: real encoders, blur, noise, kernels)
+    degrade_config: dict = field(default_factory=dict)  # overrides of DegradeConfig ("realworld")
+    val_degrade: str = "bicubic"  # validation sets, comma-separated: bicubic, h264:CRF
+    max_speed: float = 6.0       # virtual camera: fastest motion, HR pixels per frame
+    fast_motion: float = 0.3     # virtual camera: share of fast windows
     threads: int = 0             # CPU threads (0: torch default)
     max_minutes: float = 0.0     # stop (after saving) when this much wall time has passed
     until: int = 0               # stop (after saving) at this step (0: at `steps`)
+
+
+# settings a resumed run may change (each (re)start records them in log.jsonl): where and how long it
+# runs, how often it is validated, and the length of the schedule (to extend a run); not what it learns from
+RESUMABLE_CHANGES = frozenset({"out", "data", "val", "cache", "threads", "max_minutes", "until", "ckpt_minutes",
+                               "steps", "val_every"})
+
+
+def changed_settings(saved: dict, now: dict) -> dict:
+    """Settings of `now` that differ from the run's `saved` ones and would change what it learns:
+    {name: (saved, now)}. Settings added to TrainConfig since the run was saved count as unchanged
+    when they hold their default."""
+    defaults = asdict(TrainConfig())
+    out = {}
+    for k, v in now.items():
+        if k in RESUMABLE_CHANGES:
+            continue
+        old = saved.get(k, defaults.get(k))
+        if old != v:
+            out[k] = (old, v)
+    return out
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -88,6 +117,20 @@ def flow_losses(lr: torch.Tensor, flows: list[torch.Tensor | None]) -> tuple[tor
         smooth = smooth + (f[..., 1:, :] - f[..., :-1, :]).abs().mean() + (f[..., 1:] - f[..., :-1]).abs().mean()
         n += 1
     return warp / n, smooth / n
+
+
+def flow_supervision(flows: list[torch.Tensor | None], gt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean |predicted - true| flow (LR pixels) where the true motion is known.
+    flows: T entries (None at the centre) of (B, 2, h, w); gt (B, T, 2, h, w); weight (B, T, 1, h, w)."""
+    err = gt.new_zeros(())
+    n = gt.new_zeros(())
+    for i, f in enumerate(flows):
+        if f is None:
+            continue
+        w = weight[:, i]
+        err = err + ((f - gt[:, i]).abs() * w).sum()
+        n = n + 2 * w.sum()
+    return err / n.clamp(min=1.0)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -205,7 +248,8 @@ class FidelityStage:
         for gr in self.opt.param_groups:
             gr["lr"] = lr
 
-    def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
+                         flow_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """lr (B, T, 3, h, w), hr (B, 3, sh, sw) centre frame -> (loss, parts, sr)."""
         cfg = self.cfg
         sr, flows = self.model.forward_with_flows(lr)
@@ -213,15 +257,21 @@ class FidelityStage:
         l_warp, l_smooth = flow_losses(lr, flows)
         loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
         parts = {"pix": l_pix.item(), "warp": l_warp.item(), "smooth": l_smooth.item()}
+        if cfg.w_flow > 0 and flow is not None:
+            l_flow = flow_supervision(flows, flow, flow_weight)
+            loss = loss + cfg.w_flow * l_flow
+            parts["flow"] = l_flow.item()
         if self.perceptual is not None:
             l_per = self.perceptual(sr, hr)
             loss = loss + cfg.w_perceptual * l_per
             parts["perceptual"] = l_per.item()
         return loss, parts, sr
 
-    def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
-        """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw)."""
-        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2])
+    def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
+             flow_weight: torch.Tensor | None = None) -> dict:
+        """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw); the known
+        motion (:class:`~mstgan_cli.train.data.Batch`) supervises the flows when cfg.w_flow > 0."""
+        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -263,15 +313,25 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     else:
         from .adversarial import AdversarialStage
         stage = AdversarialStage(model, cfg, device)
-    sampler = WindowSampler(Sources.load(Path(cfg.data), Path(cfg.cache)), cfg.scale,
-                            cfg.window + stage.extra_frames, cfg.patch, cfg.seed)
-    val_clips = load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache))
+    if cfg.degrade not in ("bicubic", "realworld"):
+        raise ValueError(f"degrade must be bicubic or realworld, not {cfg.degrade!r}")
+    degrader = Degrader(cfg.scale, DegradeConfig.from_dict(cfg.degrade_config)) if cfg.degrade == "realworld" else None
+    sources = Sources.load(Path(cfg.data), Path(cfg.cache))
+    sampler = WindowSampler(sources, cfg.scale, cfg.window + stage.extra_frames, cfg.patch, cfg.seed,
+                            degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed)
+    val_clips = [c for d in cfg.val_degrade.split(",")
+                 for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip())]
     step, best = 0, None
     last = out / "last.pt"
     started = "init" if cfg.init else "fresh"
     if last.exists():
         started = "resume"
         ck = torch.load(last, map_location=device, weights_only=False)
+        changed = changed_settings(ck.get("train_config", {}), asdict(cfg))
+        if changed:
+            raise ValueError(f"{last} was trained with other settings; resume with the run's own "
+                             "(see its config.json) or train into a new folder: "
+                             + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())))
         model.load_state_dict(ck["model"])
         stage.load_state_dict(ck)
         sampler.load_state(ck["sampler"])
@@ -302,7 +362,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
 
     stage.begin()
     # where this process started: a run may be resumed many times, or from a copied checkpoint
-    emit({"step": step, "start": started})
+    emit({"step": step, "start": started, "sources": {"clips": len(sources.videos), "photos": len(sources.photos)},
+          "settings": {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES}})
     if hasattr(stage, "reference") and stage.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
         stage.reference = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
@@ -315,8 +376,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     while step < end and not stop.stop:
         lr_now = lr_at(step, cfg)
         stage.set_lr(lr_now)
-        lr, hr = sampler.batch(cfg.batch)
-        parts = stage.step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
+        b = sampler.batch(cfg.batch)
+        parts = stage.step(*(x.to(device, non_blocking=True) for x in b))
         step += 1
         for k, v in parts.items():
             acc[k] = acc.get(k, 0.0) + v
