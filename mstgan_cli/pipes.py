@@ -1,7 +1,7 @@
 """Streams instead of files: a video read once from stdin, a video written to stdout.
 
-**stdin** cannot be probed twice, so the first megabytes are read into memory and probed
-(ffprobe on that prefix); the decoder then gets the prefix followed by the rest of the stream.
+**stdin** cannot be probed twice, so the first megabytes are read into memory and probed (in
+process, media.libav); the decoder then gets the prefix followed by the rest of the stream.
 Counts and durations of a stream are unknown until its end. Audio, subtitles and attachments
 of the stream are kept: the decoder stream-copies them into a side file while it decodes (see
 :class:`~mstgan_cli.media.decode.VideoDecoder`), and the final mux takes them from there. Data

