@@ -167,7 +167,10 @@ class VideoDecoder:
             path, indices = self._side
             for i in indices:
                 args += ["-map", f"0:{i}"]
-            args += ["-c", "copy", "-f", "matroska", "-y", ffmpeg_input(path)]
+            # timestamps as they were: FFmpeg 6's Matroska muxer would otherwise move a stream
+            # that starts below zero (AAC priming from MP4) up to zero, out of sync with the video
+            args += ["-c", "copy", "-avoid_negative_ts", "disabled", "-f", "matroska", "-y",
+                     ffmpeg_input(path)]
         return args
 
     def __enter__(self) -> VideoDecoder:

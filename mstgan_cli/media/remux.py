@@ -40,7 +40,10 @@ STREAM_FORMATS: dict[str, tuple[frozenset[str], list[str]]] = {
     "matroska": (frozenset({"audio", "subtitle", "attachment", "data"}), []),
     "nut": (frozenset({"audio"}), []),
     "mpegts": (frozenset({"audio"}), []),
-    "mp4": (frozenset({"audio"}), ["-movflags", "frag_keyframe+empty_moov+default_base_moof"]),
+    # delay_moov: the moov (with each track's edit list) waits for the first fragment, so a
+    # track that starts later or earlier than the others keeps its offset; with the moov written
+    # before any packet every track would start at 0 (or at its first dts).
+    "mp4": (frozenset({"audio"}), ["-movflags", "frag_keyframe+empty_moov+default_base_moof+delay_moov"]),
     "yuv4mpegpipe": (frozenset(), ["-c:v", "wrapped_avframe", "-strict", "-1"]),
 }
 
