@@ -74,6 +74,15 @@ def _photo(seed=3, size=(240, 200)):
     return np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))
 
 
+def test_clips_smaller_than_the_patch_are_used_whole():
+    vid = np.broadcast_to(np.arange(40, dtype=np.uint8)[None, None, :, None] * 6, (8, 30, 40, 3))
+    s = WindowSampler(Sources([vid], [], ["small"]), scale=4, window=5, patch=12, seed=0)
+    hr = s.batch(3).hr
+    assert hr.shape == (3, 5, 3, 48, 48)
+    # every column of the clip is there (the patch is the clip, mirrored out, maybe flipped)
+    assert len(torch.unique(hr[0, 0, 0, 0])) == 40
+
+
 def test_photo_windows_come_with_their_true_motion():
     """Each neighbour warped by the returned flow matches the centre frame far better than unwarped,
     including windows with an object that moves on its own; the centre has no weight."""

@@ -165,8 +165,12 @@ class WindowSampler:
         start = int(rng.integers(0, len(vid) - (t - 1) * stride))
         hp = self.patch * self.scale
         n, h, w, _ = vid.shape
-        y, x = int(rng.integers(0, h - hp + 1)), int(rng.integers(0, w - hp + 1))
-        clip = _to_tensor(vid[start:start + (t - 1) * stride + 1:stride, y:y + hp, x:x + hp])
+        # a clip smaller than the patch (QCIF, early film) is used whole, mirrored out to the patch
+        ch, cw = min(h, hp), min(w, hp)
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        clip = _to_tensor(vid[start:start + (t - 1) * stride + 1:stride, y:y + ch, x:x + cw])
+        if (ch, cw) != (hp, hp):
+            clip = F.pad(clip, (0, hp - cw, 0, hp - ch), mode="reflect")
         if rng.random() < 0.5:
             clip = clip.flip(-1)
         if rng.random() < 0.5:
