@@ -111,4 +111,38 @@ def test_protocol_command(clip, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "protocol_x2.json").read_text())["scale"] == 2
     assert (tmp_path / "protocol_x2.md").read_text().startswith("Protocol x2")
     bad = CliRunner().invoke(cli.app, ["eval", "--protocol", "x3", str(clip("mp4"))])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 64  # a usage error
+
+
+def test_compressed_input_and_the_temporal_gain(clips, tmp_path: Path) -> None:
+    """--degrade h264:CRF feeds every method the same H.264-decoded LR (one stream per clip), which
+    bicubic upscales as it is; --temporal-gain runs our model on windows of the repeated centre
+    frame too: on a clip whose frames are all the same the neighbours can add nothing."""
+    from PIL import Image
+
+    from mstgan_cli.train.degrade import degrade_clip
+
+    clip = clips.get("mp4")
+    res = run_protocol([clip], 4, {"mstgan-tiny": tiny_model(), "bicubic": "bicubic"}, max_frames=6,
+                       degrade="h264:30", centre_only=True)
+    assert res["degrade"] == "h264:30" and "H.264" in res["degradation"] and res["errors"] == {}
+    assert res["methods"] == ["mstgan-tiny", "mstgan-tiny centre-only", "bicubic"]
+    hr = torch.stack(list(hr_frames(clip, 4, 6)))
+    lr = degrade_clip(hr, 4, "h264:30")
+    assert float((lr - downscale(hr, 4)).abs().mean()) > 0.002  # really compressed
+    want = sum(psnr_y(F.interpolate(lr[i:i + 1], scale_factor=4, mode="bicubic", align_corners=False)[0].clamp(0, 1),
+                      hr[i], crop=4).item() for i in range(6)) / 6
+    assert res["clips"][0]["methods"]["bicubic"]["psnr_y"] == pytest.approx(want, abs=0.05)
+    gain = res["temporal_gain"]["mstgan-tiny"]
+    assert set(gain) == {res["clips"][0]["name"], "mean"} and math.isfinite(gain["mean"])
+    assert "Temporal gain of mstgan-tiny" in protocol_markdown(res)
+    still = tmp_path / "still"
+    still.mkdir()
+    g = torch.Generator().manual_seed(1)
+    frame = F.interpolate(torch.rand(1, 3, 12, 16, generator=g), size=(48, 64), mode="bicubic").clamp(0, 1)
+    for i in range(5):
+        Image.fromarray((frame[0] * 255).round().byte().permute(1, 2, 0).numpy()).save(still / f"{i:03d}.png")
+    res = run_protocol([still], 4, {"mstgan-tiny": tiny_model(), "bicubic": "bicubic"}, centre_only=True)
+    assert abs(res["temporal_gain"]["mstgan-tiny"]["mean"]) < 0.01
+    with pytest.raises(ValueError, match="unknown degradation"):
+        run_protocol([clip], 4, ["bicubic"], degrade="h265:23")

@@ -23,6 +23,9 @@ EVAL_EPILOG = (
     "  [cyan]mstgan eval --protocol x4 clips/*.mp4 --max-frames 30 --out results/[/cyan]\n"
     "    → the benchmark: LR = antialiased bicubic of each HR clip; our models, bicubic,\n"
     "      lanczos and installed peers; one table (results/protocol_x4.md and .json)\n\n"
+    "  [cyan]mstgan eval --protocol x4 clips/*.mkv --degrade h264:23 --temporal-gain --out results/[/cyan]\n"
+    "    → the same on H.264-compressed input (results/protocol_x4_h26423.md), and what each\n"
+    "      model gains from its neighbours (against windows holding only their centre frame)\n\n"
     "[bold]Inputs[/bold]: video files or folders of PNG/JPEG/TIFF frames (natural name order). "
     "Output and reference must have the same frame size and count.\n\n"
     "[bold]Files[/bold]: written next to OUTPUT unless [cyan]--out DIR[/cyan]; the PNG plot needs "
@@ -36,6 +39,16 @@ def _lpips_choice(value: str) -> str:
     if v not in ("alex", "vgg", "off"):
         raise typer.BadParameter("must be alex, vgg or off")
     return v
+
+
+def _degrade_choice(value: str) -> str:
+    from ..train.degrade import parse_eval_degrade
+
+    try:
+        parse_eval_degrade(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).replace("unknown degradation ", "")) from None
+    return value.strip()
 
 
 def _protocol_scale(value: Optional[str]) -> Optional[int]:
@@ -59,6 +72,8 @@ def eval_cmd(
     protocol: Annotated[Optional[str], typer.Option("--protocol", metavar="x4|x2", help="Run the benchmark protocol on the HR clips given.", callback=_protocol_scale, rich_help_panel="Protocol", show_default=False)] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", "-m", help="With --protocol: comma-separated methods \\[default: shipped models for the scale, bicubic, lanczos, installed peers].", rich_help_panel="Protocol", show_default=False)] = None,
     precision: Annotated[str, typer.Option("--precision", help="With --protocol: arithmetic for our models (fp32 is the quality reference).", rich_help_panel="Protocol")] = "fp32",
+    degrade: Annotated[str, typer.Option("--degrade", metavar="bicubic|h264:CRF|realworld", help="With --protocol: how the LR input is made from each HR clip: antialiased bicubic; that, then H.264 (x264 medium, yuv420p) at CRF; or blur + noise + H.264 CRF 26.", callback=_degrade_choice, rich_help_panel="Protocol")] = "bicubic",
+    temporal_gain: Annotated[bool, typer.Option("--temporal-gain", help="With --protocol: also run each of our models with every window holding only its centre frame, and report what the neighbours add (PSNR-Y).", rich_help_panel="Protocol")] = False,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", "-n", min=1, help="Only the first N frames.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the CSV, JSON, PNG and markdown files \\[default: next to OUTPUT; --protocol: none].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (nothing else goes there).")] = False,
@@ -81,7 +96,8 @@ def eval_cmd(
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         if protocol is not None:
-            code = _protocol(paths, protocol, methods, precision, max_frames, out, as_json, dev, quiet)
+            code = _protocol(paths, protocol, methods, precision, max_frames, out, as_json, dev, quiet,
+                             degrade, temporal_gain)
         elif flicker:
             code = _flicker(paths[0], input, scale, max_frames, out, as_json, quiet)
         else:
@@ -188,7 +204,8 @@ def _flicker(output: Path, input: Optional[Path], scale: Optional[int], max_fram
 
 
 def _protocol(clips: list[Path], scale: int, methods: Optional[str], precision: str,
-              max_frames: Optional[int], out: Optional[Path], as_json: bool, device: str, quiet: bool) -> int:
+              max_frames: Optional[int], out: Optional[Path], as_json: bool, device: str, quiet: bool,
+              degrade: str = "bicubic", temporal_gain: bool = False) -> int:
     from ..metrics.protocol import protocol_markdown, run_protocol
     from ..metrics.report import write_json
 
@@ -200,14 +217,16 @@ def _protocol(clips: list[Path], scale: int, methods: Optional[str], precision: 
             progress.update(task, description=f"{p.clip} [{p.clip_index + 1}/{p.clips}] {p.method}",
                             completed=p.frames, total=p.total)
 
-        result = run_protocol(clips, scale, names, max_frames, report, device=device, precision=precision)
+        result = run_protocol(clips, scale, names, max_frames, report, device=device, precision=precision,
+                              degrade=degrade, centre_only=temporal_gain)
     text = protocol_markdown(result)
     if not quiet:
         stderr.print(text, markup=False, highlight=False, soft_wrap=True)
     if out is not None:
-        md = out / f"protocol_x{scale}.md"
+        stem = f"protocol_x{scale}" + ("" if degrade == "bicubic" else "_" + degrade.replace(":", ""))
+        md = out / f"{stem}.md"
         md.write_text(text + "\n", encoding="utf-8")
-        js = write_json(result, out / f"protocol_x{scale}.json")
+        js = write_json(result, out / f"{stem}.json")
         say(f"wrote {md}, {js}", quiet)
     if as_json:
         _emit_json(result)

@@ -3,7 +3,9 @@
 For each clip (a video file or a folder of frames):
 
 * HR: each frame cropped (top-left kept) to a multiple of the scale;
-* LR = :func:`mstgan_cli.train.data.downscale` (antialiased bicubic), exactly what training used;
+* LR = :func:`mstgan_cli.train.degrade.downscale` (antialiased bicubic), or under ``degrade``
+  ``h264:CRF`` that followed by H.264 over the clip as one stream, or ``realworld`` (blur, noise,
+  H.264; :func:`mstgan_cli.train.degrade.degrade_clip`);
 * each method upscales the LR stream; its frames are paired with the HR frames, which wait in a
   deque while the method holds frames back (bounded by the method's look-ahead);
 * PSNR-Y and SSIM-Y with a border crop equal to the scale, LPIPS-Alex, tOF and tLP
@@ -15,6 +17,7 @@ Means over clips are unweighted means of the per-clip means.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -31,7 +34,7 @@ import torch
 from ..errors import InputError, ModelError, MstganError
 from ..media.frames import read_frames, source_info
 from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
-from ..train.data import downscale
+from ..train.degrade import degrade_clip, describe_eval_degrade, downscale, parse_eval_degrade
 from .frame import SUMMARY_KEYS, FrameMetrics
 from .lpips import cached_lpips
 from .report import HIGHER_IS_BETTER, fmt, markdown_table, metric_header
@@ -158,18 +161,63 @@ def hr_frames(clip: str | os.PathLike[str], scale: int, max_frames: int | None =
         yield frame[:, :hh, :ww]
 
 
+class CentreOnly:
+    """A model that sees only the centre frame of each window: every window holds the frame
+    repeated (``window`` times), so the difference to the model itself is what the neighbours
+    bring (the protocol's temporal gain). Runs the generator eagerly in fp32, one frame at a time.
+
+    process(frames): (3, h, w) float32 RGB [0, 1] -> (3, s*h, s*w), clamped."""
+
+    def __init__(self, upscaler: FrameUpscaler) -> None:
+        model = getattr(upscaler, "model", None)
+        if model is None or not hasattr(model, "config"):
+            raise ModelError("the centre-only variant needs an MST-GAN model")
+        self.model = copy.deepcopy(model).float().eval()
+        self.scale = model.config.scale
+
+    @torch.no_grad()
+    def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        from ..train.loop import pad_to_multiple
+
+        cfg = self.model.config
+        dev = next(self.model.parameters()).device
+        for f in frames:
+            win = f.to(dev, torch.float32)[None, None].expand(1, cfg.window, *f.shape).contiguous()
+            x, h, w = pad_to_multiple(win, cfg.size_multiple)
+            yield self.model(x)[0, :, : h * cfg.scale, : w * cfg.scale].clamp(0, 1).cpu()
+
+
+def _lr_frames(clip: Path, scale: int, max_frames: int | None, degrade: str,
+               held: deque[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The LR stream of a clip under a degradation, the HR frames appended to `held` as they go.
+    bicubic streams frame by frame; the others degrade the clip as a whole (one encoded stream)."""
+    if parse_eval_degrade(degrade)[0] == "bicubic":
+        for hr in hr_frames(clip, scale, max_frames):
+            held.append(hr)
+            yield downscale(hr, scale)
+        return
+    hrs = list(hr_frames(clip, scale, max_frames))
+    lrs = degrade_clip(torch.stack(hrs), scale, degrade) if hrs else []
+    for hr, lr in zip(hrs, lrs):
+        held.append(hr)
+        yield lr
+
+
 def _measure(clip: Path, upscaler: FrameUpscaler, scale: int, max_frames: int | None,
-             lpips_model, device: torch.device, report: Callable[[int], None]) -> dict[str, Any]:
+             lpips_model, device: torch.device, report: Callable[[int], None],
+             degrade: str = "bicubic") -> dict[str, Any]:
     held: deque[torch.Tensor] = deque()
     feed_seconds = 0.0
 
     def lr_stream() -> Iterator[torch.Tensor]:
         nonlocal feed_seconds
-        for hr in hr_frames(clip, scale, max_frames):
+        frames = _lr_frames(clip, scale, max_frames, degrade, held)
+        while True:
             t0 = time.perf_counter()
-            held.append(hr)
-            lr = downscale(hr, scale)
+            lr = next(frames, None)
             feed_seconds += time.perf_counter() - t0
+            if lr is None:
+                return
             yield lr
 
     acc = FrameMetrics(crop=scale, lpips_model=lpips_model, device=device)
@@ -226,7 +274,8 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
                  max_frames: int | None = None,
                  progress: Callable[[ProtocolProgress], None] | None = None, *,
                  device: str = "auto", precision: str = "fp32",
-                 lpips_device: str | None = None) -> dict[str, Any]:
+                 lpips_device: str | None = None, degrade: str = "bicubic",
+                 centre_only: bool = False) -> dict[str, Any]:
     """Run the benchmark protocol (module docstring) on HR ``clips`` at ``scale`` (2 or 4).
 
     ``methods``: None for the defaults (:func:`default_methods`); else names (see
@@ -234,7 +283,10 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
     ``bicubic`` is added when missing (it is the yardstick). ``max_frames``: first N frames of each
     clip. ``device``/``precision``: for shipped models loaded by name (precision fp32 by default:
     the quality reference); the metrics run on ``lpips_device`` (default: ``device``). A method that fails to load or run is left out and its error recorded;
-    other errors (unreadable clip) raise.
+    other errors (unreadable clip) raise. ``degrade``: the LR input, ``bicubic``, ``h264:CRF`` or
+    ``realworld`` (:func:`mstgan_cli.train.degrade.degrade_clip`). ``centre_only``: every MST-GAN
+    method also runs as "NAME centre-only" (:class:`CentreOnly`), and ``temporal_gain`` holds the
+    PSNR-Y each one gains from its neighbours, per clip and on the mean.
 
     Returns::
 
@@ -253,11 +305,24 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
     """
     if scale < 2:
         raise ValueError(f"scale must be at least 2, got {scale}")
+    parse_eval_degrade(degrade)
     paths = [Path(c) for c in clips]
     if not paths:
         raise InputError("no clips given")
     infos = [source_info(p) for p in paths]  # fail fast on a missing or unreadable clip
     factories = _method_factories(methods, scale, device, precision)
+    if centre_only:
+        models: dict[str, FrameUpscaler] = {}
+
+        def once(name: str, factory: Callable[[], FrameUpscaler]) -> FrameUpscaler:
+            if name not in models:
+                models[name] = factory()
+            return models[name]
+
+        factories = [p for name, f in factories for p in
+                     ([(name, lambda name=name, f=f: once(name, f))]
+                      + ([(f"{name} centre-only", lambda name=name, f=f: CentreOnly(once(name, f)))]
+                         if _is_model(name) else []))]
     from ..runtime.engine import resolve_device
     dev = resolve_device(lpips_device or device)
     lpips_model = cached_lpips("alex", dev)
@@ -282,7 +347,7 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
             try:
                 if mname not in built:
                     built[mname] = factory()
-                summary = _measure(path, built[mname], scale, max_frames, lpips_model, dev, report)
+                summary = _measure(path, built[mname], scale, max_frames, lpips_model, dev, report, degrade)
             except InputError:
                 raise
             except (MstganError, RuntimeError, ValueError, AssertionError, ImportError) as exc:
@@ -307,9 +372,17 @@ def run_protocol(clips: Sequence[str | os.PathLike[str]], scale: int,
         mean[n] = {k: float(np.mean([s[k] for s in per_clip])) for k in SUMMARY_KEYS}
         mean[n]["clips"] = len(per_clip)
     bic_mean = mean.get("bicubic", {})
+    gains: dict[str, dict[str, float]] = {}
+    for n in ran:
+        if n.endswith(" centre-only") and n[: -len(" centre-only")] in mean:
+            m = n[: -len(" centre-only")]
+            per = {c["name"]: c["methods"][m]["psnr_y"] - c["methods"][n]["psnr_y"]
+                   for c in clip_results if m in c["methods"] and n in c["methods"]}
+            gains[m] = {**per, "mean": mean[m]["psnr_y"] - mean[n]["psnr_y"]}
     return {
-        "scale": scale, "crop": scale, "max_frames": max_frames,
-        "degradation": "mstgan_cli.train.data.downscale: antialiased bicubic, 1/scale",
+        "scale": scale, "crop": scale, "max_frames": max_frames, "degrade": degrade,
+        "degradation": describe_eval_degrade(degrade),
+        "temporal_gain": gains,
         "metrics": list(SUMMARY_KEYS), "methods": ran, "clips": clip_results, "mean": mean,
         "mean_not_worse_than_bicubic": {n: not_worse(s, bic_mean) for n, s in mean.items()},
         "errors": errors,
@@ -333,8 +406,13 @@ def protocol_markdown(result: Mapping[str, Any]) -> str:
             rows.append([f"**mean of {s.get('clips')}**", m, *[fmt(s.get(k), k) for k in keys], "",
                          _flag_text(flags)])
     title = (f"Protocol x{result['scale']}: HR cropped to a multiple of {result['scale']}, LR = "
-             f"antialiased bicubic; PSNR/SSIM on Y with a {result['crop']}-px border crop")
+             f"{result.get('degradation', 'antialiased bicubic')}; PSNR/SSIM on Y with a "
+             f"{result['crop']}-px border crop")
     text = f"{title}\n\n{markdown_table(headers, rows)}"
+    for m, g in result.get("temporal_gain", {}).items():
+        per = ", ".join(f"{c} {v:+.2f}" for c, v in g.items() if c != "mean")
+        text += (f"\n\nTemporal gain of {m} (PSNR-Y of the model minus the model on windows holding "
+                 f"only their centre frame): mean {g['mean']:+.2f} dB ({per})")
     if result.get("errors"):
         text += "\n\nNot measured: " + "; ".join(f"{m} ({e.splitlines()[0] if e else ''})"
                                                   for m, e in result["errors"].items())
@@ -350,5 +428,11 @@ def _flag_text(flags: Mapping[str, bool]) -> str:
     return "worse: " + ", ".join(worse)
 
 
-__all__ = ["LanczosUpscaler", "ProtocolProgress", "build_method", "default_methods", "hr_frames",
+def _is_model(name: str) -> bool:
+    """Whether a protocol method name is an MST-GAN model (shipped name or checkpoint path)."""
+    key = name.strip().lower()
+    return key.startswith("mstgan") or key.endswith((".pt", ".safetensors"))
+
+
+__all__ = ["CentreOnly", "LanczosUpscaler", "ProtocolProgress", "build_method", "default_methods", "hr_frames",
            "not_worse", "protocol_markdown", "run_protocol"]

@@ -265,3 +265,45 @@ class Degrader:
             x, c = compress(x, _choice(rng, cfg.codecs), rng)
             info.update(c)
         return x, info
+
+
+# --- the evaluation degradations (the protocol's --degrade) -------------------------------------
+EVAL_DEGRADATIONS = ("bicubic", "h264:CRF", "realworld")
+REALWORLD_EVAL = {"blur_sigma": 1.0, "noise_sigma": 3.0, "crf": 26}
+
+
+def parse_eval_degrade(spec: str) -> tuple[str, int | None]:
+    """'bicubic' -> ('bicubic', None); 'h264:23' -> ('h264', 23); 'realworld' -> ('realworld', None).
+    ValueError for anything else."""
+    kind, _, arg = spec.strip().partition(":")
+    if kind == "h264" and arg.isdigit() and 0 <= int(arg) <= 51:
+        return kind, int(arg)
+    if kind in ("bicubic", "realworld") and not arg:
+        return kind, None
+    raise ValueError(f"unknown degradation {spec!r}: use bicubic, h264:CRF (0-51) or realworld")
+
+
+def describe_eval_degrade(spec: str) -> str:
+    kind, crf = parse_eval_degrade(spec)
+    if kind == "bicubic":
+        return "antialiased bicubic, 1/scale"
+    if kind == "h264":
+        return f"antialiased bicubic, 1/scale, then H.264 (x264 medium, yuv420p, one stream) at CRF {crf}"
+    r = REALWORLD_EVAL
+    return (f"Gaussian blur sigma {r['blur_sigma']} HR px, antialiased bicubic 1/scale, Gaussian noise "
+            f"sigma {r['noise_sigma']}/255 (seeded, per frame), then H.264 (x264 medium, yuv420p) at CRF {r['crf']}")
+
+
+def degrade_clip(hr: torch.Tensor, scale: int, spec: str, seed: int = 0) -> torch.Tensor:
+    """A whole clip's LR input under an evaluation degradation: hr (N, 3, H, W) in [0, 1], H and W
+    multiples of the scale -> (N, 3, H/s, W/s). Compression runs over the clip as one stream, as
+    in a file; everything is deterministic for a given seed."""
+    kind, crf = parse_eval_degrade(spec)
+    if kind == "realworld":
+        k = gaussian_kernel(REALWORLD_EVAL["blur_sigma"], REALWORLD_EVAL["blur_sigma"], 0.0)
+        lr = torch.cat([downscale(blur(hr[i:i + 8], k), scale) for i in range(0, len(hr), 8)])
+        g = torch.Generator().manual_seed(seed)
+        lr = (lr + torch.randn(lr.shape, generator=g) * (REALWORLD_EVAL["noise_sigma"] / 255.0)).clamp_(0, 1)
+        return compress_video(lr, "h264", REALWORLD_EVAL["crf"])
+    lr = torch.cat([downscale(hr[i:i + 8], scale) for i in range(0, len(hr), 8)])
+    return lr if kind == "bicubic" else compress_video(lr, "h264", crf)
