@@ -72,7 +72,8 @@ ProgressCallback = Callable[[Progress], None]
 class UpscaleResult:
     """What happened. ``skipped`` holds the reason when no work was needed (output then None).
     ``segments`` is the number of segments (0: one pass), ``resumed`` how many of them an
-    earlier run had finished; ``integrity`` the passed check of the output."""
+    earlier run had finished; ``integrity`` the passed check of the output; ``missing_frames``
+    how many frames a truncated input's container promised beyond its end."""
 
     input: Path
     output: Path | None
@@ -85,11 +86,13 @@ class UpscaleResult:
     integrity: IntegrityReport | None = None
     segments: int = 0
     resumed: int = 0
+    missing_frames: int = 0
 
 
 @dataclass
 class _Pass:
-    """What the stages delivered: the pts of every encoded frame, their time base, bad frames."""
+    """What the stages delivered: the pts of every encoded frame, their time base, bad frames;
+    ``truncated``: the demuxer said the input ends early."""
 
     pts: list[int]
     time_base: Fraction
@@ -97,6 +100,7 @@ class _Pass:
     segments: int = 0
     resumed: int = 0
     work: seg.WorkFolder | None = None
+    truncated: bool = False
 
 
 class _Job:
@@ -224,6 +228,33 @@ def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:
     return bad
 
 
+def _missing_frames(info: MediaInfo, done: _Pass) -> int:
+    """Frames the input's container promises (its frame count, else duration x rate) that were
+    not there to decode: a truncated file, e.g. an interrupted download. Warns about them.
+
+    A rounded duration, an edit list or a variable rate can promise a frame or two that never
+    were, so without the demuxer saying the file ends early only a video that stops well short
+    of its stated duration counts as incomplete."""
+    v, pts = info.video, done.pts
+    promised = v.nb_frames or (round(v.duration * v.avg_rate) if v.duration and v.avg_rate else None)
+    if not promised or not pts:
+        if done.truncated:
+            log.warning("%s ends early (a truncated file?): the frames after that point are "
+                        "missing", "the input stream" if str(info.path) == "-" else info.path.name)
+        return 0
+    missing = promised - len(pts) - done.bad_frames
+    if missing <= 0:
+        return 0
+    if not done.truncated:
+        frame = float(1 / v.avg_rate) if v.avg_rate else 0.04
+        covered = float((max(pts) - min(pts)) * done.time_base) + frame
+        if v.duration is None or covered >= v.duration - 2 * frame:
+            return 0
+    log.warning("%s is incomplete (a truncated file?): %d of the %d frames its container "
+                "promises were there, %d missing", info.path.name, len(pts), promised, missing)
+    return missing
+
+
 def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None) -> _Pass:
     side = None
     if stdin is not None and job.info.other_streams:
@@ -238,7 +269,7 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None) -> 
     if stages.encoder is not None and stages.encoder.nudged:
         log.warning("%d frames had non-increasing timestamps and were moved one tick later",
                     stages.encoder.nudged)
-    return _Pass(stages.written, decoder.time_base, bad)
+    return _Pass(stages.written, decoder.time_base, bad, truncated=decoder.truncated)
 
 
 def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
@@ -359,6 +390,7 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
                 job.frames_done = 0
                 job.move_into(None)
         done = done or _one_pass(job, upscaler, source)
+        missing = _missing_frames(info, done)
         job.frames_done = len(done.pts)
         job.report("muxing", force=True)
         others = job.side_tmp if source is not None and info.other_streams else None
@@ -379,7 +411,7 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
             done.work.release()
     return UpscaleResult(src, output, len(done.pts), done.bad_frames, size.size,
                          int(upscaler.scale), time.monotonic() - started, integrity=report,
-                         segments=done.segments, resumed=done.resumed)
+                         segments=done.segments, resumed=done.resumed, missing_frames=missing)
 
 
 def _names(streams: tuple[StreamInfo, ...]) -> list[str]:

@@ -15,6 +15,7 @@ import torch
 
 from .errors import ModelError, OutputError
 from .media.colour import Colour
+from .media.encode import READ_ONLY_SUFFIXES
 from .media.probe import MediaInfo
 from .options import DEFAULT_MODEL, MODEL_SCALES, UpscaleOptions
 from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
@@ -134,10 +135,12 @@ def check_model_scale(plan: SizePlan, upscaler: FrameUpscaler, options: UpscaleO
 
 
 def default_output(input_path: Path, options: UpscaleOptions) -> Path:
-    """``clip.mp4`` -> ``clip_2160p.mp4`` next to it (``.mkv`` for --lossless with default FFV1)."""
+    """``clip.mp4`` -> ``clip_2160p.mp4`` next to it (``.mkv`` for --lossless with default FFV1,
+    and for containers mstgan does not write: MPEG-PS, YUV4MPEG, DV)."""
     suffix = input_path.suffix or ".mkv"
     enc = options.encode
-    if enc.lossless and enc.codec is None and suffix.lower() not in (".mkv", ".nut"):
+    if suffix.lower() in READ_ONLY_SUFFIXES or (
+            enc.lossless and enc.codec is None and suffix.lower() not in (".mkv", ".nut")):
         suffix = ".mkv"
     return input_path.with_name(f"{input_path.stem}_{options.size_label}{suffix}")
 

@@ -11,8 +11,8 @@ from mstgan_cli.errors import InputError, ModelError, OutputError
 from mstgan_cli.options import EncodeSettings, Target, UpscaleOptions
 from mstgan_cli.pipeline import Progress, upscale_file
 
-from conftest import (FAST, LookAhead, bicubic, ffprobe, flat_yuv_clip, frame_times, leftovers, opts,
-                      packets_md5, read_yuv, streams, video_stream)
+from conftest import (FAST, LookAhead, bicubic, ffmpeg, ffprobe, flat_yuv_clip, frame_times, leftovers,
+                      opts, packets_md5, read_yuv, streams, video_stream)
 
 
 def test_mp4_upscaled_with_exact_frames_times_and_audio(clip, tmp_path: Path) -> None:
@@ -122,6 +122,61 @@ def test_damaged_frames_are_skipped_with_a_warning(clip, tmp_path: Path, caplog)
     assert (result.frames, result.bad_frames) == (10, 2)
     assert "2 of 12 frames could not be decoded" in caplog.text
     assert len(frame_times(tmp_path / "fixed.mkv")) == 10
+
+
+def _bursty_vfr(path: Path) -> Path:
+    """A clean VFR clip (written with PyAV, ms timestamps): 12 frames at 50 fps, then 12 at
+    10 fps. Its frames come closer than 1/(average rate), which makes FFmpeg's rawvideo muxer on
+    the decoder's pipe log "non monotonically increasing dts" errors about a stream that stores
+    no timestamps."""
+    import av
+    import numpy as np
+    from fractions import Fraction
+
+    ms = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = ms
+        for i, pts in enumerate([20 * k for k in range(12)] + [240 + 100 * k for k in range(12)]):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, ms
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def test_clean_vfr_file_gets_no_damage_warning(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="mstgan_cli")
+    src = _bursty_vfr(tmp_path / "bursty.mkv")
+    result = upscale_file(src, opts(tmp_path, "out.mkv", scale=2), bicubic)
+    assert (result.frames, result.bad_frames, result.missing_frames) == (24, 0, 0)
+    assert "decoder reported" not in caplog.text and "could not be decoded" not in caplog.text
+    assert frame_times(tmp_path / "out.mkv") == frame_times(src)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_truncated_file_is_reported_incomplete(tmp_path: Path, caplog, suffix: str) -> None:
+    """The first 60 % of a file (an interrupted download): what is there is upscaled, and the
+    warning says the input is incomplete and how many of its frames are missing (the demuxer's
+    "partial file" is not a damaged frame, and the packets that are there are not the count)."""
+    caplog.set_level(logging.WARNING, logger="mstgan_cli")
+    whole, promised = tmp_path / f"whole{suffix}", 24
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=48000", "-frames:v", str(promised), "-t", "1",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart",
+           str(whole))
+    data = whole.read_bytes()
+    src = tmp_path / f"cut{suffix}"
+    src.write_bytes(data[:len(data) * 6 // 10])
+    result = upscale_file(src, opts(tmp_path, "out.mkv", scale=2), bicubic)
+    assert 0 < result.frames < promised
+    assert result.missing_frames == promised - result.frames
+    assert f"{src.name} is incomplete" in caplog.text
+    assert f"{result.frames} of the {promised} frames" in caplog.text
+    assert "damaged frames were concealed" not in caplog.text
 
 
 def test_no_decodable_frames_is_an_input_error(clip, tmp_path: Path) -> None:

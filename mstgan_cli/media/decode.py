@@ -33,6 +33,14 @@ _SHOWINFO_FRAME = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)")
 _SHOWINFO_TB = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
 _UNDECODABLE = re.compile(r"decod|invalid data|codec parameters", re.IGNORECASE)
 _LEVEL = re.compile(r"\[(panic|fatal|error|warning)\]")
+# Error lines that are not about decoding: the rawvideo muxer of our own pipe complains about
+# timestamps it does not even store (VFR frames closer than its 1/rate time base), and so may
+# the side output; output-side contexts (FFmpeg 7+: "[vost#0:0/...", "[out#1/...").
+_NOT_DECODING = re.compile(r"non[- ]monoton\w* (increasing )?dts|\[(?:[avsdt]ost|out)#\d",
+                           re.IGNORECASE)
+# What demuxers say when the file ends before its own index or header says it should.
+_TRUNCATED = re.compile(r"partial file|ended prematurely|truncated|unexpected end of file",
+                        re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class _StderrReader(threading.Thread):
         self.pts: list[int | None] = []
         self.time_base: Fraction | None = None
         self.errors = 0
+        self.truncated = False
         self.done = False
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
 
@@ -65,9 +74,12 @@ class _StderrReader(threading.Thread):
                     self._showinfo(line)
                     continue
                 level = _LEVEL.search(line)
-                if level and level.group(1) != "warning":
+                if level and level.group(1) != "warning" and not _NOT_DECODING.search(line):
                     with self.cond:
-                        self.errors += 1
+                        if _TRUNCATED.search(line):
+                            self.truncated = True  # not damage: frames that are not there
+                        else:
+                            self.errors += 1
                 if line and not line.startswith("[info]"):
                     self.tail.append(line)
         finally:
@@ -137,8 +149,14 @@ class VideoDecoder:
 
     @property
     def decode_errors(self) -> int:
-        """How many error lines FFmpeg logged (corrupt packets, concealment, ...)."""
+        """How many error lines FFmpeg logged about decoding (corrupt packets, concealment, ...);
+        messages of the muxers and of a file that merely ends early are not counted."""
         return self._stderr.errors if self._stderr else 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the demuxer said the input ends early (a partial file, an interrupted download)."""
+        return self._stderr.truncated if self._stderr else False
 
     @property
     def stderr_tail(self) -> str:
