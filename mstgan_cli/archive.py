@@ -37,6 +37,7 @@ from typing import Any
 from . import __version__
 from .errors import InputError, MstganError, OutputError
 from .identity import settings, settings_hash, source_fingerprint
+from .media.encode import READ_ONLY_SUFFIXES
 from .options import UpscaleOptions
 from .pipeline import ProgressCallback, UpscaleResult, upscale_file
 from .plan import UpscalerFactory, upscaler_factory
@@ -50,7 +51,7 @@ VIDEO_EXTENSIONS = frozenset({
     ".y4m", ".divx", ".rm", ".rmvb", ".f4v"})
 STATE_DIR = ".mstgan"
 # Containers that cannot hold an encoded video: their outputs become Matroska.
-_RAW_ONLY = {".y4m", ".dv", ".vob"}
+_RAW_ONLY = READ_ONLY_SUFFIXES
 
 
 @dataclass(frozen=True)

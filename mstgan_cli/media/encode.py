@@ -26,10 +26,14 @@ log = logging.getLogger("mstgan_cli")
 CODEC_ALIASES = {"h264": "libx264", "avc": "libx264", "x264": "libx264", "h265": "libx265",
                  "hevc": "libx265", "x265": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1",
                  "svtav1": "libsvtav1", "prores": "prores_ks"}
-_X264_CONTAINERS = {".mp4", ".m4v", ".mov", ".mkv", ".ts", ".m2ts", ".mts", ".flv", ".avi", ".3gp", ".nut"}
+_X264_CONTAINERS = {".mp4", ".m4v", ".mov", ".mkv", ".ts", ".m2ts", ".mts", ".flv", ".3gp", ".nut"}
 _LOSSLESS_MKV = {".mkv", ".nut", ".avi"}
 _CRF_DEFAULTS = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+# Containers mstgan reads but does not write: MPEG-PS (its MPEG-2 encoder needs a constant
+# frame rate in its own time base) and raw YUV4MPEG / DV files. Their outputs default to .mkv.
+_QP2LAMBDA = 118  # FF_QP2LAMBDA: global_quality counts quantisers in lambda units
+READ_ONLY_SUFFIXES = frozenset({".mpg", ".mpeg", ".m2v", ".vob", ".m2p", ".y4m", ".dv"})
 _INTRINSICALLY_LOSSLESS = {"ffv1", "utvideo", "huffyuv", "ffvhuff", "png", "rawvideo"}
 
 
@@ -50,12 +54,18 @@ def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
     keeps 10 bits. Raises OutputError for impossible combinations (e.g. --lossless with prores).
     """
     suffix = suffix.lower()
+    if suffix in READ_ONLY_SUFFIXES:
+        raise OutputError(f"mstgan reads {suffix} files but does not write them; name the output "
+                          ".mkv, .mp4 or .ts" + (" (or use -o - --format yuv4mpegpipe)"
+                                                 if suffix == ".y4m" else ""))
     codec = CODEC_ALIASES.get((settings.codec or "").lower(), settings.codec)
     if codec is None:
         if settings.lossless and suffix in _LOSSLESS_MKV:
             codec = "ffv1"
         elif suffix == ".webm":
             codec = "libvpx-vp9"
+        elif suffix == ".avi":  # AVI stores no presentation times; H.264 read back from it is
+            codec = "mpeg4"     # one frame late (FFmpeg guesses a reorder delay), MPEG-4 ASP is not
         elif suffix in _X264_CONTAINERS or container_default is None:
             codec = "libx264"
         else:
@@ -90,6 +100,10 @@ def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
         options["crf"] = str(crf)
         if codec == "libvpx-vp9":
             options.update({"b": "0", "row-mt": "1"})
+    elif codec == "mpeg4":  # a constant quantiser (2: near the best) instead of a 200 kb/s default
+        if settings.crf is not None:
+            log.warning("%s has no constant-quality (CRF) mode; --crf is ignored", codec)
+        options.update({"flags": "+qscale", "global_quality": str(2 * _QP2LAMBDA), "bf": "0"})
     elif settings.crf is not None:
         log.warning("%s has no constant-quality (CRF) mode; --crf is ignored", codec)
     if settings.preset:

@@ -33,6 +33,8 @@ def _is_stale(tag: str) -> bool:
 _TEXT_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "srt",
                    ".webm": "webvtt"}
 _TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
+# Outputs whose muxer (MPEG-TS, MPEG-PS) delays timestamps unless told not to.
+MPEG_SYSTEM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".m2t", ".mpg", ".mpeg", ".vob", ".m2p"})
 
 
 # What each stream format for a pipe (``-o - --format F``) takes besides the video, and how.
@@ -102,6 +104,10 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
         return args
     if dest.suffix.lower() in (".mp4", ".m4v", ".mov"):
         args += ["-movflags", "+faststart"]
+    if dest.suffix.lower() in MPEG_SYSTEM_SUFFIXES:
+        # the ffmpeg command's default -muxdelay 0.7 / -muxpreload 0.5 shift every copied
+        # timestamp of an MPEG-TS/PS output (by 1.4 s in MPEG-TS); -copyts means keep them
+        args += ["-muxdelay", "0", "-muxpreload", "0"]
     args.append(ffmpeg_input(dest))
     return args
 

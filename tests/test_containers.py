@@ -1,0 +1,154 @@
+"""Every common container, each from a tiny clip made here: the upscale keeps every frame at its
+time and copies every other stream (issue 18). Also MPEG-TS that is damaged on the way."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+import pytest
+from typer.testing import CliRunner
+
+from mstgan_cli import cli
+from mstgan_cli.errors import OutputError
+from mstgan_cli.media.encode import READ_ONLY_SUFFIXES, plan_encoder
+from mstgan_cli.options import EncodeSettings, UpscaleOptions
+from mstgan_cli.pipeline import upscale_file
+from mstgan_cli.plan import default_output
+
+from conftest import FAST, bicubic, ffmpeg, opts, packets_md5, streams
+
+_V = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25"]
+_A = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+_N = ["-frames:v", "10", "-t", "0.4"]
+_AV = ["-map", "0:v", "-map", "1:a"]
+
+# name -> (file name, ffmpeg arguments after the inputs, whether a subtitle file is an input)
+CONTAINERS: dict[str, tuple[str, list[str], bool]] = {
+    "mp4": ("clip.mp4", [*_AV, "-map", "2:s", "-c:v", "libx264", "-c:a", "aac", "-c:s", "mov_text"], True),
+    "mkv": ("clip.mkv", [*_AV, "-map", "2:s", "-c:v", "libx264", "-c:a", "libopus", "-c:s", "ass"], True),
+    "mov": ("clip.mov", [*_AV, "-c:v", "libx264", "-c:a", "aac"], False),
+    "webm-vp9": ("vp9.webm", [*_AV, "-map", "2:s", "-c:v", "libvpx-vp9", "-c:a", "libopus",
+                              "-c:s", "webvtt"], True),
+    "webm-av1": ("av1.webm", [*_AV, "-c:v", "libsvtav1", "-svtav1-params", "lp=1", "-c:a", "libopus"],
+                 False),
+    "avi-mpeg4": ("clip.avi", [*_AV, "-c:v", "mpeg4", "-c:a", "mp3"], False),
+    # broadcast: H.264 with AC-3 and AAC tracks
+    "mpegts": ("clip.ts", [*_AV, "-map", "1:a", "-c:v", "libx264", "-c:a:0", "ac3", "-c:a:1", "aac"], False),
+    "m2ts": ("clip.m2ts", [*_AV, "-c:v", "libx264", "-c:a", "ac3", "-mpegts_m2ts_mode", "1"], False),
+    "mpeg-ps": ("clip.mpg", [*_AV, "-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob"], False),
+    "y4m": ("clip.y4m", ["-map", "0:v", "-pix_fmt", "yuv420p"], False),
+}
+
+
+def make(name: str, folder: Path) -> Path:
+    file_name, args, subtitles = CONTAINERS[name]
+    out = folder / file_name
+    inputs = [*_V, *_A]
+    if subtitles:
+        srt = folder / "subs.srt"
+        srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,200 --> 00:00:00,400\nWorld\n")
+        inputs += ["-i", str(srt)]
+    ffmpeg(*inputs, *_N, *args, str(out))
+    return out
+
+
+def decoded_times(path: Path) -> list[float]:
+    """Presentation time (s) of every decoded picture, in order."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(frame.pts * stream.time_base) for frame in container.decode(stream)]
+
+
+def kinds(path: Path) -> list[tuple[str, str]]:
+    return [(s["codec_type"], s["codec_name"]) for s in streams(path)]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("containers")
+    return {name: make(name, folder) for name in CONTAINERS}
+
+
+@pytest.mark.parametrize("name", list(CONTAINERS))
+def test_each_container_keeps_every_frame_time_and_stream(name: str, made: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    src = made[name]
+    suffix = ".mkv" if src.suffix in READ_ONLY_SUFFIXES else src.suffix
+    result = upscale_file(src, opts(tmp_path, f"out{suffix}", scale=2), bicubic)
+    out = result.output
+    want = decoded_times(src)
+    assert len(want) == 10 and result.frames == 10
+    assert decoded_times(out) == pytest.approx(want, abs=0.0005)  # Matroska keeps ms
+    src_kinds, out_kinds = kinds(src), kinds(out)
+    assert [k for k, _ in out_kinds] == [k for k, _ in src_kinds]
+    assert out_kinds[1:] == src_kinds[1:]  # audio and subtitles copied as they were
+    for n, (kind, _) in enumerate(src_kinds[1:]):
+        if kind == "audio":
+            spec = f"a:{sum(1 for k, _ in src_kinds[1:n + 1] if k == 'audio')}"
+            assert packets_md5(out, spec) == packets_md5(src, spec)
+
+
+def test_mpegts_and_m2ts_keep_their_clock(made: dict[str, Path], tmp_path: Path) -> None:
+    """The TS muxer of the ffmpeg command delays copied timestamps by 1.4 s unless told not to;
+    a broadcast recording must come out on its own clock (audio and video alike)."""
+    for name in ("mpegts", "m2ts"):
+        src = made[name]
+        out = upscale_file(src, opts(tmp_path, f"{name}{src.suffix}", scale=2), bicubic).output
+        with av.open(str(src)) as a, av.open(str(out)) as b:
+            assert [s.start_time for s in b.streams] == [s.start_time for s in a.streams]
+            assert b.format.name == "mpegts"
+
+
+def test_containers_mstgan_does_not_write_default_to_matroska(made: dict[str, Path]) -> None:
+    for name in ("mpeg-ps", "y4m"):
+        assert default_output(made[name], UpscaleOptions(model="bicubic")).suffix == ".mkv"
+    with pytest.raises(OutputError, match=r"does not write.*\.mkv"):
+        plan_encoder(EncodeSettings(), ".mpg", deep=False)
+    with pytest.raises(OutputError, match="yuv4mpegpipe"):
+        plan_encoder(EncodeSettings(), ".y4m", deep=False)
+
+
+def test_a_folder_with_every_container_upscales_with_exit_code_0(made: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name, src in made.items():
+        (archive / f"{name}{src.suffix}").write_bytes(src.read_bytes())
+    out = tmp_path / "up"
+    result = CliRunner().invoke(cli.app, ["upscale", str(archive), "-o", str(out), "--model", "bicubic",
+                                          "--scale", "2", "--preset", "ultrafast", "-q"])
+    assert result.exit_code == 0, result.output
+    for name, src in made.items():
+        suffix = ".mkv" if src.suffix in READ_ONLY_SUFFIXES else src.suffix
+        done = out / f"{name}{suffix}"
+        assert len(decoded_times(done)) == 10, name
+
+
+def damage(src: Path, dest: Path, first: int, count: int) -> Path:
+    """Copy an MPEG-TS file with ``count`` 188-byte packets from ``first`` on overwritten by
+    noise after their sync byte (what a bad antenna or a scratched disc does)."""
+    data = bytearray(src.read_bytes())
+    noise = bytes((i * 97 + 31) % 256 for i in range(187))
+    for n in range(first, first + count):
+        data[n * 188 + 1:(n + 1) * 188] = noise
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_damaged_mpegts_is_upscaled_with_a_warning(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """40 of 250 TS packets of a 50-frame clip ruined: the frames that still decode are all
+    upscaled at their times, the job succeeds, and a warning says the input was damaged."""
+    src = tmp_path / "long.ts"
+    ffmpeg(*_V, *_A, "-frames:v", "50", "-t", "2", *_AV, "-c:v", "libx264", "-g", "5",
+           "-bf", "0", "-c:a", "aac", str(src))
+    bad = damage(src, tmp_path / "bad.ts", src.stat().st_size // 188 // 2, 40)
+    with caplog.at_level(logging.WARNING, logger="mstgan_cli"):
+        result = upscale_file(bad, opts(tmp_path, "bad_up.ts", scale=2, encode=FAST), bicubic)
+    decodable = decoded_times(bad)
+    assert 0 < len(decodable) < 50
+    assert result.frames == len(decodable)
+    assert decoded_times(result.output) == pytest.approx(decodable, abs=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("decod" in w or "damaged" in w or "missing" in w for w in warnings), warnings
