@@ -38,7 +38,7 @@ from precision import model_file  # noqa: E402
 
 from mstgan_cli.media.decode import VideoDecoder  # noqa: E402
 from mstgan_cli.media.probe import probe  # noqa: E402
-from mstgan_cli.options import Backend, Precision, UpscaleOptions  # noqa: E402
+from mstgan_cli.options import Backend, Precision, RuntimeTuning, UpscaleOptions  # noqa: E402
 from mstgan_cli.pipeline import upscale_file  # noqa: E402
 from mstgan_cli.runtime import load_upscaler  # noqa: E402
 from mstgan_cli.stages import to_tensor  # noqa: E402
@@ -57,7 +57,8 @@ def fps(stamps: list[tuple[int, float]], first: int, last: int) -> float:
 
 def measure(clip: Path, path: Path, label: str, precision: str, backend: str, warmup: int) -> dict:
     info = probe(clip)
-    up = load_upscaler(str(path), scale=4, device="cpu", precision=precision, backend=backend)
+    up = load_upscaler(str(path), scale=4, device="cpu", precision=precision, backend=backend,
+                       tuning=RuntimeTuning(keep_freed_memory=True))  # as the command does
     r = up.model.config.window // 2
     with VideoDecoder(info, info.video.colour.resolved(info.video.height)) as dec:
         frames = [to_tensor(f.rgb) for f in dec]

@@ -16,7 +16,7 @@ the CPU; fp16 and TensorRT where a CUDA GPU is present):
   s/frame" the median process CPU time of a push; "start s" the time to the first output of a
   fresh upscaler (building/compiling its stages; Inductor's on-disk cache shortens later runs).
   Speed-up = fp32 eager s/frame / this s/frame.
-- ``--int8-fp32-activations-too``: int8 again with ``MSTGAN_INT8_BF16=0`` (fp32 between the
+- ``--int8-fp32-activations-too``: int8 again with ``RuntimeTuning(int8_bf16=False)`` (fp32 between the
   int8 convolutions, as before ``compress.int8.bf16_activations``), side by side.
 
 Writes ``--out``/precision.md and precision.json.
@@ -26,7 +26,6 @@ Writes ``--out``/precision.md and precision.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import datetime
 import json
@@ -36,7 +35,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +42,7 @@ import torch.nn.functional as F
 from mstgan_cli.compress import int8
 from mstgan_cli.metrics import psnr_y
 from mstgan_cli.model.checkpoint import load_generator
+from mstgan_cli.options import RuntimeTuning
 from mstgan_cli.runtime.engine import ModelUpscaler
 from mstgan_cli.train.data import downscale, read_video_rgb
 
@@ -92,9 +91,10 @@ def configs(cuda: bool) -> list[tuple[str, str, str]]:
 F32ACT = "fp32 activations"  # the variant of --int8-fp32-activations-too
 
 
-def variant_env(key: tuple) -> contextlib.AbstractContextManager:
-    """The environment a configuration's stages are built in (its variant's switch), restored after."""
-    return mock.patch.dict(os.environ, {"MSTGAN_INT8_BF16": "0"} if key[-1] == F32ACT else {})
+def tuning(variant: str) -> RuntimeTuning:
+    """How a configuration's upscaler runs: freed memory kept, as ``mstgan upscale`` does on the
+    CPU, and the variant's switch."""
+    return RuntimeTuning(keep_freed_memory=True, int8_bf16=variant != F32ACT)
 
 
 def interleaved_speed(ups: dict[tuple, ModelUpscaler], frames: list[torch.Tensor], rounds: int) -> dict[tuple, dict]:
@@ -108,8 +108,7 @@ def interleaved_speed(ups: dict[tuple, ModelUpscaler], frames: list[torch.Tensor
     streams, out = {}, {}
     for key, up in ups.items():
         t0 = time.perf_counter()
-        with variant_env(key):
-            next(iter(up.process(iter(frames))))  # builds (compiles) the stages for this size
+        next(iter(up.process(iter(frames))))  # builds (compiles) the stages for this size
         start = time.perf_counter() - t0
         x = [pad_frames(f[None], up.model.config.size_multiple).to(up.device, torch.float32)
              .contiguous(memory_format=torch.channels_last) for f in frames]
@@ -146,7 +145,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
     ap.add_argument("--int8-fp32-activations-too", action="store_true",
-                    help="also int8 with MSTGAN_INT8_BF16=0 (fp32 between the int8 convolutions)")
+                    help="also int8 with RuntimeTuning(int8_bf16=False) (fp32 between the int8 convolutions)")
     ap.add_argument("--sidecar", type=Path, help="write the int8 calibration here (e.g. weights/mstgan-x4.int8.json)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
@@ -180,7 +179,8 @@ def main() -> None:
         variants = [""] + ([F32ACT] if precision == "int8" and args.int8_fp32_activations_too else [])
         for variant in variants:
             ups[(device, precision, backend, variant)] = ModelUpscaler(
-                copy.deepcopy(base), device=device, precision=precision, backend=backend, int8_qparams=sidecar)
+                copy.deepcopy(base), device=device, precision=precision, backend=backend, int8_qparams=sidecar,
+                tuning=tuning(variant))
     speeds = interleaved_speed(ups, speed_frames, args.rounds)
     rows = []
     for (device, precision, backend, variant), up in ups.items():

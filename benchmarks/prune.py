@@ -33,7 +33,10 @@ from mstgan_cli.metrics import psnr_y  # noqa: E402
 from mstgan_cli.model.checkpoint import load_generator  # noqa: E402
 from mstgan_cli.model.generator import count_params  # noqa: E402
 from mstgan_cli.model.registry import flops_per_pixel  # noqa: E402
+from mstgan_cli.options import RuntimeTuning  # noqa: E402
 from mstgan_cli.runtime.engine import ModelUpscaler  # noqa: E402
+
+KEEP = RuntimeTuning(keep_freed_memory=True)  # freed memory kept, as the mstgan command does
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +62,7 @@ def main() -> None:
     evals = {c.stem: clip_frames(c, args.skip, args.frames + 4, s) for c in clips}
     rows = {}
     for name, m in models.items():
-        up = ModelUpscaler(copy.deepcopy(m), device="cpu", precision="fp32", backend="eager")
+        up = ModelUpscaler(copy.deepcopy(m), device="cpu", precision="fp32", backend="eager", tuning=KEEP)
         psnrs = {}
         for clip, (hr, lr) in evals.items():
             sr = torch.stack(list(up.process(iter(lr))))
@@ -70,7 +73,7 @@ def main() -> None:
     src = next(iter(evals.values()))[1]
     frames = [F.interpolate(src[i % len(src)][None], size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
               for i in range(8)]
-    ups = {(name, b): ModelUpscaler(copy.deepcopy(m), device="cpu", precision="fp32", backend=b)
+    ups = {(name, b): ModelUpscaler(copy.deepcopy(m), device="cpu", precision="fp32", backend=b, tuning=KEEP)
            for b in args.backends.split(",") for name, m in models.items()}
     speeds = interleaved_speed(ups, frames, args.rounds)
     for (name, b), v in speeds.items():

@@ -35,6 +35,7 @@ import torch
 
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.model.registry import flops_per_pixel
+from mstgan_cli.options import RuntimeTuning
 from mstgan_cli.runtime.engine import ModelUpscaler
 from mstgan_cli.runtime.peers import REALESRGAN_MODEL, RealESRGANUpscaler
 from mstgan_cli.runtime.window import pad_frames
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     W, H = (int(v) for v in args.size.lower().split("x"))
     frames, source = load_frames(args.frames, W, H)
     model, weights = load_ours()
-    ours = ModelUpscaler(model, device="cpu", precision="fp32")
+    ours = ModelUpscaler(model, device="cpu", precision="fp32", tuning=RuntimeTuning(keep_freed_memory=True))
     peer = RealESRGANUpscaler(threads=args.threads)
     their_frame = frames[len(frames) // 2]
     r = model.config.window // 2

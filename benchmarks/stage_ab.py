@@ -1,12 +1,12 @@
 """One compiled stage, two or more AOTInductor packages of it, timed interleaved in one process.
 
 On this VM timings drift by tens of percent from minute to minute, so package variants (e.g.
-built with and without ``MSTGAN_GATHER_WARPS=0``) are compared by calling them in turns:
+built with and without ``--warps grid-sample``) are compared by calling them in turns:
 ``--rounds`` rounds of ``--calls`` calls each, on the same random inputs (batch 1, ``--size``),
 with freed memory kept as in a real run. Prints min / first quartile / median ms per call.
 
     MSTGAN_CACHE_DIR=/tmp/a mstgan upscale clip.mp4 --precision int8 -o /tmp/a.mkv -y
-    MSTGAN_CACHE_DIR=/tmp/b MSTGAN_GATHER_WARPS=0 mstgan upscale clip.mp4 --precision int8 -o /tmp/b.mkv -y
+    MSTGAN_CACHE_DIR=/tmp/b mstgan upscale clip.mp4 --precision int8 --warps grid-sample -o /tmp/b.mkv -y
     python benchmarks/stage_ab.py window /tmp/a/aot/window-*.pt2 /tmp/b/aot/window-*.pt2
 """
 from __future__ import annotations

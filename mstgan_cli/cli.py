@@ -21,14 +21,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich import box
 from rich.table import Table
 
 from . import __version__
+from .commands.common import CommandGroup, Terminated, check_scale, interrupted_code
 from .commands.common import setup_logging as _setup_logging
 from .commands.common import stderr
-from .errors import MstganError
-from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, Target, UpscaleOptions,
-                      parse_device)
+from .errors import MstganError, exit_codes_text
+from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, RuntimeTuning, Target,
+                      UpscaleOptions, parse_device)
 from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
 from .options import STREAM_FORMATS
 from .pipeline import Progress as PipelineProgress
@@ -39,7 +41,7 @@ stdout = Console()
 log = logging.getLogger("mstgan_cli")
 
 app = typer.Typer(
-    name="mstgan", rich_markup_mode="rich", no_args_is_help=True, add_completion=False,
+    name="mstgan", cls=CommandGroup, rich_markup_mode="rich", no_args_is_help=True, add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Video super-resolution from the command line: [bold]MST-GAN[/bold], streamed through FFmpeg.",
     epilog="[bold]Examples[/bold]\n\n"
@@ -72,10 +74,8 @@ UPSCALE_EPILOG = (
     "resizes exactly to it (area down, Lanczos up). When the target needs more than the largest "
     "model (x4), the x4 model runs and Lanczos does the rest; a warning says so. Named targets "
     "follow the video's orientation (a portrait video aims at 2160x3840).\n\n"
-    "[bold]Exit codes[/bold]: 0 done (or nothing to do), 2 bad input, 3 output problem, "
-    "4 FFmpeg, 5 model, 6 device/precision, 7 the output failed its integrity check, "
-    "130 interrupted (143 on SIGTERM). A folder: 0 when no file failed, else 1, or the code "
-    "every file failed with when all failed for the same kind of reason."
+    f"[bold]Exit codes[/bold]: {escape(exit_codes_text())}. A folder: 0 when no file failed, else 1, "
+    "or the code every file failed with when all failed for the same kind of reason."
 )
 
 
@@ -160,7 +160,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 def upscale(
     input: Annotated[Path, typer.Argument(help="Video file, folder (every video under it), or [cyan]-[/cyan] for a stream on stdin.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container), or folder for a folder input (default: [i]INPUT_2160p/[/i]). [cyan]-[/cyan] writes a stream to stdout (--format).", show_default=False)] = None,
-    scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=_check_choice((2, 4)), rich_help_panel="Size")] = None,
+    scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=check_scale, rich_help_panel="Size")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
     precision: Annotated[Precision, typer.Option("--precision", help="Arithmetic for the model: fp32, bf16 (CPU with AVX512-BF16, CUDA), fp16 (CUDA), int8 (CPU, compiled).", rich_help_panel="Model")] = Precision.AUTO,
@@ -182,6 +182,10 @@ def upscale(
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder: the JSON report \\[default: OUT/mstgan-report.json, or mstgan-report-K-of-N.json for a shard].", rich_help_panel="Pipes and folders", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail (-vv shows FFmpeg commands).")] = 0,
+    # measurement switches for benchmarks (RuntimeTuning), not for users: the same frames either way
+    warps: Annotated[str, typer.Option("--warps", hidden=True, help="gather or grid-sample: how graphs compiled for the CPU warp.")] = "gather",
+    int8_activations: Annotated[str, typer.Option("--int8-activations", hidden=True, help="bf16 or fp32 between int8 convolutions.")] = "bf16",
+    release_freed_memory: Annotated[bool, typer.Option("--release-freed-memory", hidden=True, help="Leave malloc as it is (freed memory goes back to the kernel).")] = False,
 ) -> None:
     """Upscale a video: every frame through the model, every other stream copied.
 
@@ -195,12 +199,17 @@ def upscale(
         raise typer.BadParameter("--glob, --shard and --report are for a folder input")
     if stream_format != "matroska" and (output is None or str(output) != "-"):
         raise typer.BadParameter("--format is for a stream to stdout (-o -)", param_hint="--format")
+    if warps not in ("gather", "grid-sample") or int8_activations not in ("bf16", "fp32"):
+        raise typer.BadParameter("--warps is gather or grid-sample, --int8-activations bf16 or fp32")
+    # the command decides what the library does to the process: keep freed memory (CPU only)
+    tuning = RuntimeTuning(keep_freed_memory=not release_freed_memory, gather_warps=warps == "gather",
+                           int8_bf16=int8_activations == "bf16")
     try:
         options = UpscaleOptions(
             output=None if is_folder else output, scale=scale, target=_parse_target(target),
             model=model, precision=precision, backend=backend, device=device, window=window, batch=batch, tile=tile,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
-            overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format)
+            overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format, tuning=tuning)
         folder = None
         if is_folder:
             if output is not None and str(output) == "-":
@@ -219,7 +228,7 @@ def upscale(
     except MstganError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, _Terminated) else 130
+        code = interrupted_code(exc)
         raise _fail("interrupted; the output was not written", code) from None
     if result.skipped:
         if not quiet:
@@ -243,7 +252,7 @@ def _upscale_folder(root: Path, options: UpscaleOptions, folder: FolderOptions, 
     except MstganError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, _Terminated) else 130
+        code = interrupted_code(exc)
         raise _fail(f"interrupted; finished files are kept, the report is in {folder.report_path}",
                     code) from None
     if not quiet:
@@ -278,9 +287,13 @@ def _summary(result: FolderResult, folder: FolderOptions) -> None:
 
 
 @app.command(epilog="[bold]Examples[/bold]\n\n  [cyan]mstgan models[/cyan]\n\n"
-                    "  [cyan]mstgan models --json | jq '.[].name'[/cyan]")
+                    "  [cyan]mstgan models --verbose[/cyan]    also window, precisions and file\n\n"
+                    "  [cyan]mstgan models --json | jq '.[].name'[/cyan]\n\n"
+                    "Quality: each model's own protocol means (its card, weights/NAME.md): PSNR-Y "
+                    "and SSIM-Y (dB, higher is better), LPIPS, tOF and tLP×100 (lower is better).")
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the window, precisions and file of each model (below the table).")] = False,
 ) -> None:
     """List the shipped model weights and the built-in baselines."""
     try:
@@ -290,17 +303,26 @@ def models(
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title="Models ([bold]*[/bold] = default for its factor)", title_justify="left")
-    for column in ("name", "scale", "window", "params", "FLOPs/px", "precisions", "metrics", "path"):
-        table.add_column(column)
+    # fits 80 columns: no vertical rules, names never cut, one short column per metric
+    table = Table(title="Models ([bold]*[/bold] = default for its factor)", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
+    table.add_column("name", no_wrap=True)
+    for column in ("x", "params", "FLOPs/px") + tuple(label for _, label, _ in _METRICS):
+        table.add_column(column, justify="right", no_wrap=True)
     for m in rows:
         scale = m.get("scale")
-        metrics = _metrics_summary(m)
-        table.add_row(str(m.get("name")) + (" *" if m.get("default") else ""),
-                      f"x{scale}" if isinstance(scale, int) else str(scale), str(m.get("window", "-")),
-                      _human(m.get("params")), _human(m.get("flops_per_pixel")),
-                      ", ".join(m.get("precisions") or []), metrics or "-", str(m.get("path") or "-"))
+        means = _metric_means(m)
+        cells = [str(m.get("name")) + (" *" if m.get("default") else ""),
+                 f"x{scale}" if isinstance(scale, int) else str(scale),
+                 _human(m.get("params")), _human(m.get("flops_per_pixel"))]
+        cells += [fmt.format(means[key]) if key in means else "-" for key, _, fmt in _METRICS]
+        table.add_row(*cells)
     stdout.print(table)
+    if verbose:  # one line each below the table, so the table keeps its width
+        for m in rows:
+            stdout.print(f"{escape(str(m.get('name')))}: window {m.get('window', '-')}; "
+                         f"{', '.join(m.get('precisions') or [])}; {escape(str(m.get('path') or '-'))}",
+                         highlight=False, soft_wrap=True)
 
 
 # The measuring commands (eval, bench, compare) live in mstgan_cli.commands, each with its help.
@@ -317,20 +339,20 @@ from .commands.prune import PRUNE_EPILOG, prune_cmd  # noqa: E402
 app.command("prune", epilog=PRUNE_EPILOG)(prune_cmd)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the library cleans up the same way."""
+# (key in the protocol means, column, format); tLP is shown x100, as in the cards
+_METRICS = (("psnr_y", "PSNR-Y", "{:.2f}"), ("ssim_y", "SSIM", "{:.3f}"), ("lpips", "LPIPS", "{:.3f}"),
+            ("tof", "tOF", "{:.3f}"), ("tlp", "tLP×100", "{:.3f}"))
 
 
-def _metrics_summary(entry: dict) -> str:
-    """The model's own protocol means (first line of its card), e.g. 'PSNR-Y 36.46, LPIPS 0.090'."""
+def _metric_means(entry: dict) -> dict[str, float]:
+    """The model's own protocol means (first line of its card), e.g. {'psnr_y': 36.46, ...};
+    tLP multiplied by 100."""
     metrics = entry.get("metrics") or {}
     mean = ((metrics.get("protocol") or {}).get("mean") or {}).get(str(entry.get("name")))
-    if isinstance(mean, dict):
-        names = (("psnr_y", "PSNR-Y", "{:.2f}"), ("ssim_y", "SSIM", "{:.3f}"), ("lpips", "LPIPS", "{:.3f}"),
-                 ("tof", "tOF", "{:.3f}"), ("tlp", "tLP×100", "{:.3f}"))
-        return ", ".join(f"{label} {fmt.format(mean[k] * (100 if k == 'tlp' else 1))}"
-                         for k, label, fmt in names if isinstance(mean.get(k), (int, float)))
-    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    if not isinstance(mean, dict):
+        return {}
+    return {k: float(mean[k]) * (100 if k == "tlp" else 1) for k, _, _ in _METRICS
+            if isinstance(mean.get(k), (int, float))}
 
 
 def _human(value: object) -> str:
@@ -343,7 +365,7 @@ def _human(value: object) -> str:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
+    raise Terminated
 
 
 def main() -> None:

@@ -51,3 +51,32 @@ class IntegrityError(MstganError):
     def __init__(self, message: str, report: object = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+# Exit codes of the ``mstgan`` command, all in one place (its --help epilogs and README's
+# "Exit codes" are made from / match this table). 2-7 are the errors above; a command line that
+# Typer/Click cannot parse or that contradicts itself is 64 (EX_USAGE of BSD's sysexits), so a
+# script can tell "I called it wrong" from "this input is bad".
+EXIT_FAILED = 1       # something failed: some files of a folder, some measurements
+EXIT_USAGE = 64       # unknown option, bad option value, options that contradict each other
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): cleaned up, nothing half-written left
+EXIT_TERMINATED = 143   # SIGTERM (kill, a scheduler's time limit): cleaned up the same way
+
+EXIT_CODES: dict[int, str] = {
+    0: "done (or nothing to do)",
+    EXIT_FAILED: "some of the work failed (files of a folder, measurements), the rest is reported",
+    InputError.exit_code: "bad input (missing, unreadable, not a video, no frames)",
+    OutputError.exit_code: "output problem (exists, same as the input, not writable, disk full)",
+    FFmpegError.exit_code: "FFmpeg missing or failed",
+    ModelError.exit_code: "model cannot be found or loaded, or does not fit",
+    BackendError.exit_code: "device, precision or backend not available here",
+    IntegrityError.exit_code: "the output failed its integrity check (not written)",
+    EXIT_USAGE: "usage error: unknown option, bad value, contradicting options",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
+}
+
+
+def exit_codes_text() -> str:
+    """The table above as one line: '0 done ..., 2 bad input ..., ...'."""
+    return "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())

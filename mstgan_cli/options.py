@@ -103,6 +103,25 @@ class EncodeSettings:
 
 
 @dataclass(frozen=True)
+class RuntimeTuning:
+    """How the model runtime runs, not what it computes: the same output frames (up to rounding)
+    either way. The library never changes these by itself; the ``mstgan`` command decides.
+
+    ``keep_freed_memory``: on the CPU, tell glibc's malloc to keep freed blocks in the process
+    (:mod:`mstgan_cli.runtime.memory`; process-wide, so off unless the caller asks; the command
+    asks). ``gather_warps``: graphs compiled for the CPU warp by gathering pixels instead of
+    ``grid_sample`` (faster). ``int8_bf16``: int8 convolutions whose output is only re-quantised
+    write it in bf16 where the CPU computes in bf16 (faster). The last two are measurement
+    switches, for benchmarks (``mstgan upscale --warps grid-sample --int8-activations fp32``, hidden
+    options); they key the compiled packages.
+    """
+
+    keep_freed_memory: bool = False
+    gather_warps: bool = True
+    int8_bf16: bool = True
+
+
+@dataclass(frozen=True)
 class UpscaleOptions:
     """Everything :func:`mstgan_cli.pipeline.upscale_file` needs besides the input path.
 
@@ -124,6 +143,7 @@ class UpscaleOptions:
     overwrite: bool = False
     segment_seconds: float = 60.0  # long files go in resumable segments of about this length; 0: never
     stream_format: str = "matroska"  # what ``output == "-"`` writes: matroska, nut, mpegts, mp4, yuv4mpegpipe
+    tuning: RuntimeTuning = field(default_factory=RuntimeTuning)  # how, not what (not in the settings hash)
 
     def __post_init__(self) -> None:
         if self.segment_seconds < 0:

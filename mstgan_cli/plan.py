@@ -61,7 +61,8 @@ def upscaler_factory(options: UpscaleOptions) -> UpscalerFactory:
                              "use --model bicubic or --model lanczos") from exc
         kwargs: dict[str, Any] = dict(device=options.device, precision=options.precision.value,
                                       backend=options.backend.value,
-                                      window=options.window, batch=options.batch, tile=options.tile or 0)
+                                      window=options.window, batch=options.batch, tile=options.tile or 0,
+                                      tuning=options.tuning)
         if not family:  # a named model has its own factor; only --scale may contradict it
             return load_upscaler(name, scale=options.scale, **kwargs)
         if options.scale is not None:

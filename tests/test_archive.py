@@ -106,10 +106,10 @@ def test_when_every_file_fails_alike_the_exit_code_says_why(tmp_path: Path) -> N
 
 
 def test_folder_only_options_and_their_mistakes(clip, tmp_path: Path) -> None:
-    assert run(str(clip("mp4")), "--shard", "1/2").exit_code == 2
+    assert run(str(clip("mp4")), "--shard", "1/2").exit_code == 64  # usage errors
     (tmp_path / "in").mkdir()
-    assert run(str(tmp_path / "in"), "--shard", "3/2").exit_code == 2
-    assert run(str(tmp_path / "in"), "-o", "-").exit_code == 2
+    assert run(str(tmp_path / "in"), "--shard", "3/2").exit_code == 64
+    assert run(str(tmp_path / "in"), "-o", "-").exit_code == 64
     with pytest.raises(ValueError):
         Shard.parse("2")
 

@@ -115,7 +115,7 @@ def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatc
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
     built, asked = [], []
 
-    def fake_build(module, args, dynamic_shapes, path):
+    def fake_build(module, args, dynamic_shapes, path, gather_warps=True):
         built.append(path.name.split("-")[0])
         path.write_bytes(b"good")
 
@@ -146,14 +146,15 @@ def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatc
 
 def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, tmp_path):
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path: path.write_bytes(b"good"))
+    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path, gather_warps=True: path.write_bytes(b"good"))
     monkeypatch.setattr(aot, "_runner", lambda path: (lambda *a: None))
     model = _model()
 
-    def build(digest, precision, code):
+    def build(digest, precision, code, gather_warps=True):
         monkeypatch.setattr(aot, "code_digest", lambda: code)
-        aot.aot_stages(model, precision, torch.float32, digest, lambda: stage_modules(model))
-        return set(aot.package_paths(digest, precision).values())
+        aot.aot_stages(model, precision, torch.float32, digest, lambda: stage_modules(model),
+                       gather_warps=gather_warps)
+        return set(aot.package_paths(digest, precision, gather_warps=gather_warps).values())
 
     old = build("d1", "fp32", "v1")
     others = build("d2", "fp32", "v1") | build("d1", "bf16", "v1")  # other weights, other precision
@@ -165,16 +166,15 @@ def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, 
     assert not any(p.exists() for p in old) and not legacy.exists()
     assert len(list(aot.package_dir().glob("*.json"))) == 3
     assert len(list(aot.package_dir().glob("*.pt2"))) == 9
-    monkeypatch.setenv("MSTGAN_GATHER_WARPS", "0")  # a measurement switch: both sets stay
-    grid = build("d1", "fp32", "v2")
+    grid = build("d1", "fp32", "v2", gather_warps=False)  # a measurement switch: both sets stay
     assert grid != new and all(p.exists() for p in grid | new | others)
 
 
 def test_int8_sets_with_either_activations_stay_and_replace_older_ones(monkeypatch, tmp_path):
-    """int8's activation dtype (MSTGAN_INT8_BF16) is a measurement switch like the warps: both
+    """int8's activation dtype (RuntimeTuning.int8_bf16) is a measurement switch like the warps: both
     sets stay side by side, and a set built before packages recorded it is superseded."""
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path: path.write_bytes(b"good"))
+    monkeypatch.setattr(aot, "build_package", lambda module, args, dyn, path, gather_warps=True: path.write_bytes(b"good"))
     monkeypatch.setattr(aot, "_runner", lambda path: (lambda *a: None))
     model = _model()
 
@@ -279,13 +279,12 @@ def test_int8_bf16_activations_only_between_requantised_convolutions(monkeypatch
     int8.calibrate(prepared, model, [frames[:4]])
     qparams = {st: {n: _minmax_qparams(o) for n, o in int8._observers(gm, False).items()}
                for st, gm in prepared.items()}
-    monkeypatch.setenv("MSTGAN_INT8_BF16", "0")
-    assert not int8.bf16_activations_enabled()
+    assert not int8.bf16_activations_enabled(False)
     graphs = []
     for _ in range(2):
         fresh = int8.prepare(model, ["encode"])
         assert int8.load_qparams(fresh, qparams)
-        graphs.append(int8.convert(fresh)["encode"])
+        graphs.append(int8.convert(fresh, bf16=False)["encode"])
     plain, mixed = graphs
     changed = set(int8.bf16_activations(mixed))
     convs = {n.name: n for n in mixed.graph.nodes if n.target is aten.conv2d.default}
@@ -323,11 +322,10 @@ def test_int8_concatenations_are_quantised_part_by_part(monkeypatch):
     model, frames = _model(), _frames()
     prepared = int8.prepare(model, ["flows", "window"])
     int8.calibrate(prepared, model, [frames[:5]])
-    monkeypatch.setenv("MSTGAN_INT8_BF16", "0")  # one rewrite at a time
     copy = {k: deepcopy(gm) for k, gm in prepared.items()}
-    parts = int8.convert(prepared)
+    parts = int8.convert(prepared, bf16=False)  # one rewrite at a time
     monkeypatch.setattr(int8, "quantize_cat_parts", lambda gm: [])
-    whole = int8.convert(copy)
+    whole = int8.convert(copy, bf16=False)
 
     def quantised_cats(gm):  # concatenations feeding a quantisation, and those of quantised parts
         nodes = list(gm.graph.nodes)

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mstgan_cli import __version__, cli
+from mstgan_cli.errors import EXIT_USAGE
 
 from conftest import frame_times, leftovers, video_stream
 
@@ -46,13 +47,29 @@ def test_models_lists_baselines_as_table_and_json() -> None:
 
 
 def test_models_table_shows_each_models_own_measured_means() -> None:
-    from mstgan_cli.cli import _metrics_summary
+    from mstgan_cli.cli import _metric_means
 
     entry = {"name": "m", "metrics": {"protocol": {"mean": {
         "m": {"psnr_y": 36.456, "ssim_y": 0.963, "lpips": 0.08996, "tof": 0.3051, "tlp": 0.00397},
         "bicubic": {"psnr_y": 33.67}}, "clips": {}}}}
-    assert _metrics_summary(entry) == "PSNR-Y 36.46, SSIM 0.963, LPIPS 0.090, tOF 0.305, tLP×100 0.397"
-    assert _metrics_summary({"name": "x", "metrics": {}}) == ""
+    assert _metric_means(entry) == pytest.approx(
+        {"psnr_y": 36.456, "ssim_y": 0.963, "lpips": 0.08996, "tof": 0.3051, "tlp": 0.397})
+    assert _metric_means({"name": "x", "metrics": {}}) == {}
+
+
+def test_models_fits_80_columns_and_shows_the_path_only_when_verbose() -> None:
+    plain = invoke("models", env={"COLUMNS": "80"})
+    assert plain.exit_code == 0
+    lines = plain.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, plain.stdout
+    assert "mstgan-x4-pruned" in plain.stdout and "mstgan-x4-gan *" in plain.stdout  # names whole
+    header = next(line for line in lines if line.startswith("name"))
+    assert header.split() == ["name", "x", "params", "FLOPs/px", "PSNR-Y", "SSIM", "LPIPS", "tOF", "tLP×100"]
+    row = next(line for line in lines if line.startswith("mstgan-x4 "))
+    assert len(row.split()) == 9 and "weights" not in plain.stdout  # one line per model, no path
+    verbose = invoke("models", "--verbose", env={"COLUMNS": "80"})
+    assert "mstgan-x4.pt" in verbose.stdout and max(len(line) for line in verbose.stdout.splitlines()
+                                                     if line.startswith(("name", "mstgan-x4 "))) <= 80
 
 
 def test_upscale_success_is_quiet_on_stdout(clip, tmp_path: Path) -> None:
@@ -106,8 +123,31 @@ def test_missing_ffmpeg_is_exit_4(clip, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["--scale", "3"], ["--scale", "2", "--target", "1080p"],
                                   ["--target", "huge"], ["--window", "6"], ["--device", "tpu"]])
 def test_usage_errors(clip, args: list[str]) -> None:
+    """A command line that is wrong exits 64 (EX_USAGE), not 2, the code of bad input."""
     result = runner.invoke(cli.app, ["upscale", str(clip("mp4")), *args])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == EXIT_USAGE == 64 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["upscale", "x.mp4", "--no-such-option"], ["upscale", "x.mp4", "--precision", "fp8"],
+                                  ["bench", "--precision", "fp32,fp8"], ["bench", "--backend", "jit"],
+                                  ["bench", "--scale", "3"], ["compare", "x.mp4", "--scale", "3"],
+                                  ["compare", "x.mp4", "--precision", "fp8"], ["nonsense"]])
+def test_usage_errors_of_every_command_are_64_and_bad_input_is_2(args: list[str], tmp_path: Path) -> None:
+    assert runner.invoke(cli.app, args).exit_code == 64
+    missing = runner.invoke(cli.app, ["upscale", str(tmp_path / "missing.mp4"), "--model", "bicubic"])
+    assert missing.exit_code == 2
+
+
+def test_exit_codes_are_documented_once_and_everywhere() -> None:
+    from mstgan_cli.errors import EXIT_CODES
+
+    assert {0, 1, 2, 3, 4, 5, 6, 7, 64, 130, 143} == set(EXIT_CODES)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("Exit codes"):][:1500]
+    assert all(f"**{code}**" in section for code in EXIT_CODES), "README's exit codes match errors.EXIT_CODES"
+    for command in ("upscale", "bench", "compare"):
+        text = runner.invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert "143" in text and "64" in text, command
 
 
 def test_ctrl_c_in_library_exits_130(clip, tmp_path: Path, monkeypatch) -> None:

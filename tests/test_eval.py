@@ -102,8 +102,8 @@ def test_size_mismatch_and_mode_errors(clip, tmp_path: Path) -> None:
     ffmpeg("-i", str(clip("mp4")), "-vf", "scale=32:24", "-c:v", "ffv1", str(small))
     result = invoke("eval", str(small), "--ref", str(clip("mp4")), "--out", str(tmp_path))
     assert result.exit_code == 2 and "frame sizes differ" in result.stderr and "32x24" in result.stderr
-    assert invoke("eval", str(small)).exit_code == 2                       # no mode chosen
-    assert invoke("eval", str(small), "--ref", str(small), "--flicker").exit_code == 2
+    assert invoke("eval", str(small)).exit_code == 64                      # no mode chosen: usage
+    assert invoke("eval", str(small), "--ref", str(small), "--flicker").exit_code == 64
     missing = invoke("eval", str(tmp_path / "nope.mp4"), "--ref", str(small))
     assert missing.exit_code == 2 and "not found" in missing.stderr
 

@@ -4,7 +4,6 @@ The setting is process-wide, so each case runs in a fresh interpreter."""
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -18,19 +17,22 @@ PROBE = textwrap.dedent("""
     import torch
     from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
     from mstgan_cli.runtime.engine import ModelUpscaler
-    from mstgan_cli.runtime.memory import keep_freed_memory
+    from mstgan_cli.options import RuntimeTuning
+    from mstgan_cli.runtime import memory
+    import sys
 
     torch.manual_seed(0)
-    up = ModelUpscaler(MSTGANGenerator(GeneratorConfig()), device="cpu", precision="fp32", backend="eager")
+    up = ModelUpscaler(MSTGANGenerator(GeneratorConfig()), device="cpu", precision="fp32", backend="eager",
+                       tuning=RuntimeTuning(keep_freed_memory=sys.argv[1] == "1"))
+    kept = memory._state is True  # applied only when asked
     marks = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt
              for _ in up.process(iter([torch.rand(3, 144, 256) for _ in range(16)]))]
-    print(json.dumps({"kept": keep_freed_memory(), "faults": [b - a for a, b in zip(marks, marks[1:])]}))
+    print(json.dumps({"kept": kept, "faults": [b - a for a, b in zip(marks, marks[1:])]}))
 """)
 
 
 def _probe(keep: str) -> dict:
-    env = dict(os.environ, MSTGAN_KEEP_FREED_MEMORY=keep)
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE, keep], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

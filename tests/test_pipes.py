@@ -111,7 +111,7 @@ def test_stdin_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     empty = runner.invoke(cli.app, ["upscale", "-", "-o", str(tmp_path / "x.mkv"), *FAST], input=b"")
     assert empty.exit_code == 2 and "empty" in empty.stderr
     wrong = runner.invoke(cli.app, ["upscale", "-", "-o", str(tmp_path / "x.mkv"), "--format", "nut"])
-    assert wrong.exit_code == 2
+    assert wrong.exit_code == 64  # a usage error: --format without -o -
     assert list(tmp_path.iterdir()) == []
 
 

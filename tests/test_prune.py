@@ -105,4 +105,4 @@ def test_prune_cli_end_to_end(data, tmp_path):  # noqa: F811
     assert r2.exit_code == 0 and json.loads((out / "prune.json").read_text())["best_step"] == summary["best_step"]
     bad = CliRunner().invoke(app, ["prune", str(parent), "--keep", "flow=0.5", "--data", str(data / "train"),
                                    "--val", str(data / "val")])
-    assert bad.exit_code == 2 and "unknown pruning groups" in bad.output
+    assert bad.exit_code == 64 and "unknown pruning groups" in bad.output  # a usage error

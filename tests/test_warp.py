@@ -56,13 +56,13 @@ def test_graphs_traced_for_the_cpu_compiler_warp_by_gathers():
     assert any("grid_sampler" in op for op in ops(export(_Warp(), (x, flow), dynamic_shapes=dyn)))
 
 
-def test_gather_warps_can_be_turned_off_and_the_package_key_says_which(monkeypatch):
+def test_gather_warps_can_be_turned_off_and_the_package_key_says_which():
     from mstgan_cli.runtime.backends import aot
 
     x, flow = _case()
     key = aot.package_key("abc", "fp32")
-    monkeypatch.setenv("MSTGAN_GATHER_WARPS", "0")
-    with warps_as_gathers():
+    with warps_as_gathers(False):
         ep = export(_Warp(), (x, flow))
     assert any("grid_sampler" in str(n.target) for n in ep.graph.nodes)
-    assert aot.package_key("abc", "fp32") != key
+    assert aot.package_key("abc", "fp32", gather_warps=False) != key
+    assert aot.package_key("abc", "fp32", gather_warps=True) == key

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import MstganError
-from .common import EXIT_CODES, bar, fail, say, setup_logging, split_list, stderr
+from ..options import Backend, Precision
+from .common import (EXIT_CODES, bar, check_scale, enum_list, fail, interrupted_code, say, setup_logging,
+                     split_list, stderr)
 
 BENCH_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -42,14 +44,29 @@ def _positive(text: str) -> int:
     return n
 
 
+def _keep_freed_memory(device: str) -> None:
+    """Measure as ``mstgan upscale`` runs: on the CPU, freed memory stays in the process
+    (``runtime.memory``; the command decides, as upscale's RuntimeTuning does)."""
+    if device == "cpu" or (device == "auto" and not _cuda_available()):
+        from ..runtime.memory import keep_freed_memory
+
+        keep_freed_memory()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def bench_cmd(
     input: Annotated[Optional[Path], typer.Argument(help="Clip to measure on \\[default: a generated testsrc2 clip].", show_default=False)] = None,
     size: Annotated[str, typer.Option("--size", help="Frame size WxH of the generated clip.")] = "480x270",
     frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to measure (generated, or the first N of INPUT).")] = 24,
     model: Annotated[str, typer.Option("--model", "-m", help="mstgan (shipped, for --scale), a model name or checkpoint, or a baseline (bicubic, lanczos).")] = "mstgan",
-    scale: Annotated[int, typer.Option("--scale", help="Factor of the shipped model (2 or 4).")] = 4,
-    backend: Annotated[str, typer.Option("--backend", help="Comma-separated backends: eager, compile, tensorrt (with the [tensorrt] extra on CUDA).")] = "eager",
-    precision: Annotated[str, typer.Option("--precision", help="Comma-separated: fp32, bf16, fp16 (CUDA), int8 (CPU, compile backend).")] = "fp32",
+    scale: Annotated[int, typer.Option("--scale", help="Factor of the shipped model (2 or 4).", callback=check_scale)] = 4,
+    backend: Annotated[str, typer.Option("--backend", help="Comma-separated backends: auto, eager, compile, tensorrt (with the \\[tensorrt] extra on CUDA).")] = "eager",
+    precision: Annotated[str, typer.Option("--precision", help="Comma-separated: auto, fp32, bf16, fp16 (CUDA), int8 (CPU, compile backend).")] = "fp32",
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes (windows per model call).")] = "1",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[int, typer.Option("--tile", min=0, help="Tile edge in input pixels (0 = whole frames).")] = 0,
@@ -64,12 +81,13 @@ def bench_cmd(
     from ..metrics.report import dumps
 
     setup_logging(quiet, verbose)
-    backends = split_list(backend, str, "backend")
-    precisions = split_list(precision, str, "precision")
+    backends = [b.value for b in enum_list(backend, Backend, "backend")]
+    precisions = [p.value for p in enum_list(precision, Precision, "precision")]
     batches = split_list(batch, _positive, "batch size")
     if not backends or not precisions or not batches:
         raise typer.BadParameter("--backend, --precision and --batch each need at least one value")
     wh = _size(size)
+    _keep_freed_memory(device)
     try:
         with bar(not quiet) as progress:
             task = progress.add_task("bench", total=None)
@@ -82,8 +100,8 @@ def bench_cmd(
         raise fail(str(exc), exc.exit_code) from None
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted", interrupted_code(exc)) from None
     text = bench_markdown(result)
     if not quiet:
         stderr.print(text, markup=False, highlight=False, soft_wrap=True)

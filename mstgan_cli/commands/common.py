@@ -3,21 +3,85 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from enum import Enum
+from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, exit_codes_text
+from ..options import MODEL_SCALES
+
 stderr = Console(stderr=True)
 log = logging.getLogger("mstgan_cli")
 T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
-EXIT_CODES = ("[bold]Exit codes[/bold]: 0 done, 1 some measurement failed (the rest is reported), "
-              "2 bad input (missing file, size or frame-count mismatch), 4 FFmpeg, 5 model, "
-              "6 device/precision/backend, 130 interrupted.")
+EXIT_CODES = f"[bold]Exit codes[/bold]: {escape(exit_codes_text())}."
+
+try:  # typer >= 0.2x carries its own click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer, on click
+    from click.exceptions import UsageError  # type: ignore[no-redef]
+try:
+    from typer._click.exceptions import NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    NoArgsIsHelpError = ()  # type: ignore[assignment,misc]
+
+
+class CommandGroup(TyperGroup):
+    """The ``mstgan`` command group: a command line that cannot be parsed, or that contradicts
+    itself (``typer.BadParameter`` from a command), exits with :data:`~mstgan_cli.errors.EXIT_USAGE`
+    (64) instead of Click's 2, which is the code of bad input. (A command given no arguments
+    prints its help, as before.)"""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            raise _as_usage(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise _as_usage(exc) from None
+
+
+def _as_usage(exc: UsageError) -> UsageError:
+    if not isinstance(exc, NoArgsIsHelpError):
+        exc.exit_code = EXIT_USAGE
+    return exc
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the library cleans up the same way (``mstgan_cli.cli.main``
+    installs the handler)."""
+
+
+def interrupted_code(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+def check_scale(value: int | None) -> int | None:
+    """--scale: one of the factors models come in (2 or 4), in every command."""
+    if value is not None and value not in MODEL_SCALES:
+        raise typer.BadParameter(f"must be one of {', '.join(map(str, MODEL_SCALES))}")
+    return value
+
+
+def enum_list(value: str, kind: type[E], what: str) -> list[E]:
+    """"a,b" -> [kind("a"), kind("b")], for options that take several of an enum's values
+    (bench's --precision/--backend); BadParameter naming the allowed values otherwise."""
+    try:
+        return split_list(value, kind, what)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(f"{exc.message}; use {', '.join(k.value for k in kind)}") from None
 
 
 def setup_logging(quiet: bool, verbose: int) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import MstganError
-from .common import EXIT_CODES, bar, fail, say, setup_logging, split_list
+from ..options import Precision
+from .common import EXIT_CODES, bar, check_scale, fail, interrupted_code, say, setup_logging, split_list
 
 COMPARE_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -32,16 +33,16 @@ def _region(value: Optional[str]) -> Optional[tuple[int, int, int, int]]:
 
 def compare_cmd(
     input: Annotated[Path, typer.Argument(help="The low-resolution video (or folder of frames).", show_default=False)],
-    at: Annotated[str, typer.Option("--at", "-t", help="Comma-separated times in seconds, one row each.")] = "1",
+    at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, one row each.")] = "1",
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG to write \\[default: INPUT_compare.png next to INPUT].", show_default=False)] = None,
-    scale: Annotated[int, typer.Option("--scale", help="Factor: 2 or 4.")] = 4,
+    scale: Annotated[int, typer.Option("--scale", help="Factor: 2 or 4.", callback=check_scale)] = 4,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Our column: a shipped model name or checkpoint \\[default: the shipped model for --scale].", show_default=False)] = None,
     others: Annotated[bool, typer.Option("--others/--no-others", help="Add columns for installed peer models.")] = True,
     region: Annotated[Optional[str], typer.Option("--region", metavar="X,Y,W,H", help="Show only this part of each frame (input pixels).", show_default=False)] = None,
     video: Annotated[Optional[Path], typer.Option("--video", help="Also write a split-screen video: left bicubic, right ours.", show_default=False)] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", "-n", min=1, help="With --video: only the first N frames.", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16, fp16.")] = "auto",
+    precision: Annotated[Precision, typer.Option("--precision", help="Arithmetic for the model columns: auto, fp32, bf16, fp16 (CUDA), int8 (CPU).")] = Precision.AUTO,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail.")] = 0,
 ) -> None:
@@ -52,12 +53,10 @@ def compare_cmd(
     times = split_list(at, float, "time in seconds")
     if not times:
         raise typer.BadParameter("give at least one time, e.g. --at 3,4,5,6", param_hint="--at")
-    if scale not in (2, 4):
-        raise typer.BadParameter("must be 2 or 4", param_hint="--scale")
     box = _region(region)
     png = output or input.resolve().parent / f"{input.name if input.is_dir() else input.stem}_compare.png"
     try:
-        columns = default_columns(scale, model, others, device, precision)
+        columns = default_columns(scale, model, others, device, precision.value)
         built = {label: factory() for label, factory in columns.items()}
         result = make_collage(input, times, png, built, region=box)
         say(f"wrote {result.path}: {result.size[0]}x{result.size[1]}, rows at "
@@ -72,5 +71,5 @@ def compare_cmd(
     except MstganError as exc:
         hint = "; pass --model a checkpoint, or see mstgan models" if model is None and exc.exit_code == 5 else ""
         raise fail(f"{exc}{hint}", exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted", interrupted_code(exc)) from None

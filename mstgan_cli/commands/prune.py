@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import EXIT_USAGE
 from .common import fail, say, setup_logging, stderr, training_reporter
 
 PRUNE_EPILOG = (
@@ -23,7 +24,7 @@ PRUNE_EPILOG = (
     "the filter times the norm of what reads it). The feature streams keep their width, so the "
     "pruned model runs everywhere the original does. runs/.../prune.json holds parameters, FLOPs "
     "per pixel and validation PSNR-Y of the parent, of the pruned model before and after "
-    "fine-tuning. Exit codes: 0 done, 2 bad input, 5 model."
+    "fine-tuning. Exit codes: 0 done, 2 bad input (data folder missing), 5 model, 64 usage error."
 )
 
 
@@ -54,12 +55,12 @@ def prune_cmd(
     try:
         groups = parse_keep(keep)
     except ValueError as exc:
-        raise fail(str(exc), 2) from None
+        raise fail(str(exc), EXIT_USAGE) from None
     for p in (data, val):
         if not p.is_dir():
             raise fail(f"data folder not found: {p}", 2)
     if steps < 0 or batch < 1 or val_every < 1:
-        raise fail("--steps must be >= 0, --batch and --val-every >= 1", 2)
+        raise fail("--steps must be >= 0, --batch and --val-every >= 1", EXIT_USAGE)
     try:
         parent = model_path(model)
         summary = run_prune(parent, out, groups, dict(

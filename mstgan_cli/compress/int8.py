@@ -83,10 +83,11 @@ def _quantizer():
     return q
 
 
-def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", "window")
-            ) -> dict[str, torch.fx.GraphModule]:
+def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", "window"),
+            gather_warps: bool = True) -> dict[str, torch.fx.GraphModule]:
     """Export each stage (dynamic batch/H/W) and insert observers. The result runs in fp32 and
-    records activation ranges as it goes."""
+    records activation ranges as it goes. `gather_warps`: warps traced as gathers (False keeps
+    ``grid_sample``, to measure what gathers gain)."""
     from torch.export import export
 
     _import_torchao()
@@ -104,7 +105,7 @@ def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", 
         if name not in stages:
             continue
         t0 = time.perf_counter()
-        with warps_as_gathers():  # this graph is compiled by Inductor for the CPU
+        with warps_as_gathers(gather_warps):  # this graph is compiled by Inductor for the CPU
             gm = export(mod, samples[name], dynamic_shapes=dyn[name]).module()
         out[name] = prepare_pt2e(gm, _quantizer())
         log.debug("int8: %s exported and prepared in %.1fs", name, time.perf_counter() - t0)
@@ -192,13 +193,15 @@ def calibrate(prepared: dict[str, torch.fx.GraphModule], model: MSTGANGenerator,
     return seen
 
 
-def convert(prepared: dict[str, torch.fx.GraphModule]) -> dict[str, torch.fx.GraphModule]:
+def convert(prepared: dict[str, torch.fx.GraphModule], bf16: bool = True) -> dict[str, torch.fx.GraphModule]:
+    """The int8 graphs of calibrated `prepared` ones; `bf16`: let :func:`bf16_activations` apply
+    where the CPU computes in bf16 (:func:`bf16_activations_enabled`)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     out = {k: convert_pt2e(gm) for k, gm in prepared.items()}
     for name, gm in out.items():
         log.debug("int8: %s: quantised before concatenating: %s", name, ", ".join(quantize_cat_parts(gm)) or "nothing")
-    if bf16_activations_enabled():
+    if bf16_activations_enabled(bf16):
         for name, gm in out.items():
             log.debug("int8: %s: bf16 between %s", name, ", ".join(bf16_activations(gm)) or "nothing")
     return out
@@ -251,10 +254,11 @@ def quantize_cat_parts(gm: torch.fx.GraphModule) -> list[str]:
     return changed
 
 
-def bf16_activations_enabled() -> bool:
+def bf16_activations_enabled(requested: bool = True) -> bool:
     """Whether :func:`bf16_activations` applies: on CPUs where oneDNN computes in bf16
-    (AVX512-BF16 or AMX), unless ``MSTGAN_INT8_BF16=0`` (to measure what it gains)."""
-    return os.environ.get("MSTGAN_INT8_BF16", "1") != "0" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    (AVX512-BF16 or AMX), when `requested` (False measures what it gains:
+    ``RuntimeTuning.int8_bf16``, ``benchmarks/precision.py``)."""
+    return requested and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def bf16_activations(gm: torch.fx.GraphModule) -> list[str]:
@@ -350,17 +354,19 @@ def qparams_digest(data: dict) -> str:
 
 
 def quantize(model: MSTGANGenerator, sidecar: Path | None = None,
-             calibration_frames: Sequence[torch.Tensor] | None = None) -> dict[str, torch.fx.GraphModule]:
+             calibration_frames: Sequence[torch.Tensor] | None = None, gather_warps: bool = True,
+             bf16: bool = True) -> dict[str, torch.fx.GraphModule]:
     """INT8 stages for `model` (fp32 CPU graphs with quantize/dequantize around the convolutions,
     ready for torch.compile). Ranges come from `sidecar`, the cache, or `calibration_frames`
-    (in that order; a fresh calibration is cached). Raises BackendError when none is available."""
+    (in that order; a fresh calibration is cached). Raises BackendError when none is available.
+    `gather_warps` and `bf16`: see :func:`prepare` and :func:`convert`."""
     digest = model_hash(model)
-    prepared = prepare(model)
+    prepared = prepare(model, gather_warps=gather_warps)
     cached = _cache_path(digest)
     for data, path in _readable(digest, sidecar):
         if load_qparams(prepared, data["stages"]):
             log.info("int8: calibration from %s", path)
-            return convert(prepared)
+            return convert(prepared, bf16)
     if not calibration_frames:
         raise BackendError("int8 needs calibration and no frames were given to calibrate on")
     n = calibrate(prepared, model, [calibration_frames])
@@ -369,7 +375,7 @@ def quantize(model: MSTGANGenerator, sidecar: Path | None = None,
     qparams = observed_qparams(prepared)
     write_qparams(cached, digest, qparams, f"first {n} frames of an input video")
     load_qparams(prepared, qparams)  # convert with what was stored (and search only once)
-    return convert(prepared)
+    return convert(prepared, bf16)
 
 
 def _main(argv: list[str] | None = None) -> None:

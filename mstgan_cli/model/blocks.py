@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Iterator
 
 import torch
@@ -131,17 +130,13 @@ def base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 _GATHER_WARPS: contextvars.ContextVar[bool] = contextvars.ContextVar("gather_warps", default=False)
 
 
-def gather_warps_enabled() -> bool:
-    """Whether :func:`warps_as_gathers` applies; ``MSTGAN_GATHER_WARPS=0`` turns it off (to
-    measure what it gains, ``benchmarks/e2e_precision.py --grid-sample-too``)."""
-    return os.environ.get("MSTGAN_GATHER_WARPS", "1") != "0"
-
-
 @contextlib.contextmanager
-def warps_as_gathers() -> Iterator[None]:
+def warps_as_gathers(enabled: bool = True) -> Iterator[None]:
     """Inside, :func:`flow_warp` on CPU tensors is written as :func:`gather_warp`: for graphs
-    that Inductor compiles for the CPU (AOTInductor packages, INT8), traced inside this."""
-    token = _GATHER_WARPS.set(gather_warps_enabled())
+    that Inductor compiles for the CPU (AOTInductor packages, INT8), traced inside this.
+    ``enabled=False`` keeps ``grid_sample`` (to measure what gathers gain:
+    ``benchmarks/e2e_precision.py --grid-sample-too``)."""
+    token = _GATHER_WARPS.set(enabled)
     try:
         yield
     finally:

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from ..errors import ModelError
+from ..options import RuntimeTuning
 from .engine import ModelUpscaler, resolve_device, resolve_precision
 from .upscaler import FrameUpscaler, InterpolationUpscaler
 
 
 def load_upscaler(model: str | None = None, scale: int | None = None, device: str = "auto",
                   precision: str = "auto", window: int | None = None, batch: int = 1,
-                  tile: int = 0, backend: str = "auto") -> ModelUpscaler:
+                  tile: int = 0, backend: str = "auto", tuning: RuntimeTuning | None = None) -> ModelUpscaler:
     """Build the upscaler for a shipped model name or a checkpoint path.
 
     model None -> the default model for `scale` (4 when both are None). A `scale` or `window`
     that contradicts the checkpoint is a ModelError (a window is a property of the weights).
+    `tuning`: see :class:`mstgan_cli.options.RuntimeTuning`.
     """
     from ..model.checkpoint import load_generator
     from ..model.registry import default_model, model_path
@@ -26,7 +28,7 @@ def load_upscaler(model: str | None = None, scale: int | None = None, device: st
     if window is not None and window != cfg.window:
         raise ModelError(f"model {name} was trained with a window of {cfg.window} frames, not {window}")
     return ModelUpscaler(net, device=device, precision=precision, batch=batch, tile=tile,
-                         backend=backend, int8_qparams=path.with_suffix(".int8.json"))
+                         backend=backend, int8_qparams=path.with_suffix(".int8.json"), tuning=tuning)
 
 
 __all__ = ["FrameUpscaler", "InterpolationUpscaler", "ModelUpscaler", "load_upscaler",

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import BackendError
 from ..model.generator import MSTGANGenerator
+from ..options import RuntimeTuning
 from .backends import Stages, compiled_stages, eager_stages, resolve_backend
 from .memory import keep_freed_memory
 from .stages import stage_modules
@@ -88,13 +89,16 @@ class ModelUpscaler:
     `backend`: auto, eager, compile or tensorrt (see :mod:`.backends`). The compiled stages are
     built on the first frames (an int8 model without stored calibration calibrates on them) and
     kept for later calls. `int8_qparams`: the stored INT8 calibration of these weights, if any.
+    `tuning` (:class:`~mstgan_cli.options.RuntimeTuning`): how it runs; by default it leaves
+    malloc as it is (the ``mstgan`` command asks it to keep freed memory on the CPU).
     """
 
     def __init__(self, model: MSTGANGenerator, device: str = "auto", precision: str = "auto",
                  batch: int = 1, tile: int = 0, backend: str = "auto",
-                 int8_qparams: Path | None = None) -> None:
+                 int8_qparams: Path | None = None, tuning: RuntimeTuning | None = None) -> None:
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
+        self.tuning = tuning or RuntimeTuning()
+        if self.device.type == "cpu" and self.tuning.keep_freed_memory:
             keep_freed_memory()  # per-frame buffers are reused instead of page-faulted in again
         self.precision = resolve_precision(precision, self.device)
         self.backend = resolve_backend(backend, self.device, self.precision)
@@ -134,7 +138,8 @@ class ModelUpscaler:
             return False
         from .backends.aot import package_paths
 
-        return all(p.is_file() for p in package_paths(self._digest, self.precision).values())
+        return all(p.is_file() for p in package_paths(self._digest, self.precision,
+                                                      gather_warps=self.tuning.gather_warps).values())
 
     @functools.cached_property
     def _digest(self) -> str:
@@ -198,19 +203,21 @@ class ModelUpscaler:
         from ..compress import int8
         from .backends.aot import aot_stages
 
-        digest = self._digest
+        digest, gather, bf16 = self._digest, self.tuning.gather_warps, self.tuning.int8_bf16
         if self.precision != "int8":
-            return aot_stages(self.model, self.precision, self.dtype, digest, lambda: stage_modules(self.model))
+            return aot_stages(self.model, self.precision, self.dtype, digest, lambda: stage_modules(self.model),
+                              gather_warps=gather)
         built: dict[str, torch.nn.Module] = {}
         stored = int8.stored_qparams(digest, self.int8_qparams)
         if stored is None:  # calibrate on the first frames now (this caches the calibration)
-            built = int8.quantize(self.model, self.int8_qparams, head)
+            built = int8.quantize(self.model, self.int8_qparams, head, gather, bf16)
             stored = int8.stored_qparams(digest, self.int8_qparams)
             assert stored is not None, "a fresh int8 calibration is cached"
         extra = {"qparams": int8.qparams_digest(stored), **int8.versions(),
-                 "activations": "bf16" if int8.bf16_activations_enabled() else "fp32"}
+                 "activations": "bf16" if int8.bf16_activations_enabled(bf16) else "fp32"}
         return aot_stages(self.model, "int8", torch.float32, digest,
-                          lambda: built or int8.quantize(self.model, self.int8_qparams, head), extra)
+                          lambda: built or int8.quantize(self.model, self.int8_qparams, head, gather, bf16),
+                          extra, gather_warps=gather)
 
     @torch.inference_mode()
     def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:

@@ -11,14 +11,15 @@ and 19 s in fp32 eager, and took 14-18 % longer than with the setting below
 :func:`keep_freed_memory` tells glibc to serve large blocks from its heap too and never to trim
 it, so freed buffers are reused by the next frame. The peak resident memory is unchanged (the same
 buffers are live at the peak); what changes is that it is not returned to the kernel between
-frames. ``MSTGAN_KEEP_FREED_MEMORY=0`` turns it off; on a C library without ``mallopt`` (musl,
+frames. It changes the whole process, so the library calls it only when asked
+(``RuntimeTuning(keep_freed_memory=True)``, which the ``mstgan`` command gives on the CPU; its hidden
+``--release-freed-memory`` leaves malloc alone); on a C library without ``mallopt`` (musl,
 macOS, Windows) it does nothing.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import sys
 
 log = logging.getLogger("mstgan_cli")
@@ -36,9 +37,6 @@ def keep_freed_memory() -> bool:
     if _state is not None:
         return _state
     _state = False
-    if os.environ.get("MSTGAN_KEEP_FREED_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
-        log.debug("memory: MSTGAN_KEEP_FREED_MEMORY=0, malloc left as it is")
-        return _state
     if not sys.platform.startswith("linux"):
         return _state
     try:

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ...model.blocks import gather_warps_enabled, warps_as_gathers
+from ...model.blocks import warps_as_gathers
 from ...model.generator import MSTGANGenerator
 from ..stages import MAX_BATCH, MAX_SIDE  # what a package accepts (ModelUpscaler tiles larger frames)
 from . import Stages
@@ -68,11 +68,12 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def package_facts(digest: str, precision: str, extra: dict | None = None) -> dict:
+def package_facts(digest: str, precision: str, extra: dict | None = None, gather_warps: bool = True) -> dict:
     """What a package depends on: the weights, the precision (and for int8 the calibration),
-    the model's code, the shapes it takes, the torch build and the CPU's instruction set."""
+    the model's code, the shapes it takes, how warps are traced (`gather_warps`, a measurement
+    switch), the torch build and the CPU's instruction set."""
     return {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
-            "max_batch": MAX_BATCH, "max_side": MAX_SIDE, "warps": "gather" if gather_warps_enabled() else "grid_sample",
+            "max_batch": MAX_BATCH, "max_side": MAX_SIDE, "warps": "gather" if gather_warps else "grid_sample",
             "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
             "machine": platform.machine(), **(extra or {})}
 
@@ -81,13 +82,14 @@ def _hash(facts: dict) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def package_key(digest: str, precision: str, extra: dict | None = None) -> str:
+def package_key(digest: str, precision: str, extra: dict | None = None, gather_warps: bool = True) -> str:
     """The facts of :func:`package_facts`, hashed: the name of the packages."""
-    return _hash(package_facts(digest, precision, extra))
+    return _hash(package_facts(digest, precision, extra, gather_warps))
 
 
-def package_paths(digest: str, precision: str, extra: dict | None = None) -> dict[str, Path]:
-    key = package_key(digest, precision, extra)
+def package_paths(digest: str, precision: str, extra: dict | None = None,
+                  gather_warps: bool = True) -> dict[str, Path]:
+    key = package_key(digest, precision, extra, gather_warps)
     return {name: package_dir() / f"{name}-{key}.pt2" for name in STAGES}
 
 
@@ -97,8 +99,8 @@ def _key_of(path: Path) -> str:
 
 # the facts that make two package sets serve the same job: one supersedes the other when they
 # differ in anything else (code, torch, int8 calibration). The warps setting and int8's
-# activations are measurement switches (MSTGAN_GATHER_WARPS, MSTGAN_INT8_BF16): a benchmark
-# keeps both sets side by side. A set that predates one of these facts counts as the same job.
+# activations are measurement switches (RuntimeTuning.gather_warps and .int8_bf16, the hidden
+# upscale flags --warps and --int8-activations): a benchmark keeps both sets side by side. A set that predates one of these facts counts as the same job.
 SAME_JOB = ("model", "precision", "warps", "activations")
 
 
@@ -221,9 +223,10 @@ def _load(path: Path) -> Callable[..., object] | None:
         return None
 
 
-def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_shapes: object, path: Path) -> None:
-    """Export `module` with dynamic shapes (warps as gathers, which Inductor compiles better than
-    ``grid_sample``), compile it with Inductor (freezing on) and write the package to `path`
+def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_shapes: object, path: Path,
+                  gather_warps: bool = True) -> None:
+    """Export `module` with dynamic shapes (warps as gathers unless `gather_warps` is False: Inductor
+    compiles them better than ``grid_sample``), compile it with Inductor (freezing on) and write the package to `path`
     atomically (a concurrent run builds its own and one of them wins)."""
     import torch._inductor.config as inductor_config
 
@@ -232,7 +235,7 @@ def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_sha
     # (Inductor applies freezing only with grad mode off: without it the int8 convolutions stay
     # dequantise + fp32 convolution, and run 2x slower)
     try:
-        with torch.no_grad(), inductor_config.patch(freezing=True), warps_as_gathers():
+        with torch.no_grad(), inductor_config.patch(freezing=True), warps_as_gathers(gather_warps):
             ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
             torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
         tmp.replace(path)
@@ -241,18 +244,19 @@ def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_sha
 
 
 def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, digest: str,
-               modules: Callable[[], dict[str, nn.Module]], extra: dict | None = None) -> Stages:
+               modules: Callable[[], dict[str, nn.Module]], extra: dict | None = None,
+               gather_warps: bool = True) -> Stages:
     """The three stages of `model` (on the CPU, in `dtype`) as AOTInductor packages: loaded from
     the cache, or built from ``modules()`` (called only when something has to be built)."""
     from ..stages import dynamic_shapes, sample_inputs
 
-    paths = package_paths(digest, precision, extra)
+    paths = package_paths(digest, precision, extra, gather_warps)
     runners = {name: _load(path) for name, path in paths.items()}
     missing = [name for name, r in runners.items() if r is None]
     if missing:
         log.warning("compile: building the model for this CPU at %s (once, 2-3 minutes on 2 cores; "
                     "later runs load it from %s)", precision, package_dir())
-        facts = package_facts(digest, precision, extra)
+        facts = package_facts(digest, precision, extra, gather_warps)
         facts_file = package_dir() / f"{_hash(facts)}.json"
         facts_file.parent.mkdir(parents=True, exist_ok=True)
         facts_file.write_text(json.dumps(facts, indent=1, sort_keys=True))
@@ -264,7 +268,8 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
         dyn = dynamic_shapes(model, MAX_BATCH, MAX_SIDE)
         for name in missing:
             t0 = time.perf_counter()
-            build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name])
+            build_package(mods[name], samples[name], _flat_dynamic_shapes(dyn, mods[name], name), paths[name],
+                          gather_warps=gather_warps)
             runners[name] = _runner(paths[name])
             log.info("compile: built %s in %.0fs (%s)", name, time.perf_counter() - t0, paths[name])
         prune_superseded(facts)
