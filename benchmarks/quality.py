@@ -1,0 +1,145 @@
+"""Quality on the test split: the numbers of the model cards, the README and `mstgan models`.
+
+The test split (``../shared/data/test``: clips and photos nothing trains, selects or calibrates on)
+is measured as:
+
+* its videos, as they are (HR = the clip);
+* a photo pan per photo: a 960x540 view sliding over the photo by a fixed sub-pixel step per frame
+  (30 frames, bicubic resampling of the photo, written as lossless PNG frames), the classic case
+  for multi-frame super-resolution;
+
+each under the protocol's degradations (``mstgan eval --protocol x4 --degrade ...``): clean
+(antialiased bicubic), h264:23, h264:28 and realworld (blur + noise + H.264), for the given models
+next to bicubic, lanczos and the installed peers, with ``--temporal-gain`` (each model also on
+windows holding only their centre frame) on the clean and h264:23 inputs.
+
+    .venv/bin/python benchmarks/quality.py --models runs/x4-realworld/best.pt \
+        --out benchmarks/results/quality-x4-realworld
+
+writes ``protocol_x4[_DEGRADE].{json,md}`` per degradation and ``summary.md`` into ``--out``.
+Stop a training run first: the protocol wants the CPU to itself only for its fps column, but the
+numbers come quicker.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mstgan_cli.metrics.protocol import protocol_markdown, run_protocol  # noqa: E402
+from mstgan_cli.metrics.report import write_json  # noqa: E402
+
+DEGRADES = ("bicubic", "h264:23", "h264:28", "realworld")
+GAIN_ON = ("bicubic", "h264:23")
+# per photo: a step (HR pixels per frame) that is not a whole number of LR pixels, so every frame
+# samples the scene at another sub-pixel phase
+STEPS = ((2.30, 0.90), (-1.70, 1.10), (1.30, -2.10), (0.90, 1.90))
+
+
+def write_pan(photo: Path, folder: Path, step: tuple[float, float], frames: int = 30,
+              size: tuple[int, int] = (960, 540)) -> Path:
+    """A pan over `photo` as PNG frames in `folder` (made once; reused when complete)."""
+    from PIL import Image
+
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(photo) as im:
+        img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float().div(255)[None]
+    _, _, h, w = img.shape
+    W, H = size
+    travel_x, travel_y = abs(step[0]) * frames, abs(step[1]) * frames
+    if W + travel_x + 8 > w or H + travel_y + 8 > h:
+        W, H = int(min(W, w - travel_x - 8)) // 8 * 8, int(min(H, h - travel_y - 8)) // 8 * 8
+    x0 = (w - W - travel_x) / 2 + (travel_x if step[0] < 0 else 0)
+    y0 = (h - H - travel_y) / 2 + (travel_y if step[1] < 0 else 0)
+    ys = torch.arange(H, dtype=torch.float64)
+    xs = torch.arange(W, dtype=torch.float64)
+    for k in range(frames):
+        px = x0 + step[0] * k + xs  # source pixel centres
+        py = y0 + step[1] * k + ys
+        gx = (2 * px + 1) / w - 1   # align_corners=False normalisation
+        gy = (2 * py + 1) / h - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].float()
+        out = F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
+        a = (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(a).save(folder / f"{k:06d}.png")
+    done.write_text(json.dumps({"photo": str(photo), "step": step, "size": [W, H], "frames": frames}))
+    return folder
+
+
+def test_clips(test: Path, cache: Path) -> list[Path]:
+    clips = sorted(p for p in (test / "videos").glob("*") if p.suffix.lower() in {".mkv", ".mp4", ".mov", ".webm"})
+    photos = sorted(p for p in (test / "photos").glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    for i, p in enumerate(photos):
+        clips.append(write_pan(p, cache / f"pan_{p.stem}", STEPS[i % len(STEPS)]))
+    return clips
+
+
+def summary_table(results: dict[str, dict], models: list[str]) -> str:
+    """One row per (degradation, method): mean PSNR-Y gain over bicubic, worst clip's gain,
+    LPIPS as a ratio of bicubic's, tOF and tLP, and the temporal gain."""
+    lines = ["| input | method | PSNR-Y | gain vs bicubic | worst clip | LPIPS | LPIPS / bicubic | tOF | tLP×100 | temporal gain |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for deg, res in results.items():
+        bic = res["mean"]["bicubic"]
+        for m, s in res["mean"].items():
+            if m.endswith("centre-only"):
+                continue
+            gains = [c["methods"][m]["psnr_y"] - c["methods"]["bicubic"]["psnr_y"] for c in res["clips"]
+                     if m in c["methods"]]
+            tg = res.get("temporal_gain", {}).get(m, {}).get("mean")
+            lines.append(f"| {deg} | {m} | {s['psnr_y']:.2f} | {s['psnr_y'] - bic['psnr_y']:+.2f} | "
+                         f"{min(gains):+.2f} | {s['lpips']:.4f} | {s['lpips'] / bic['lpips']:.2f}x | "
+                         f"{s['tof']:.3f} | {100 * s['tlp']:.3f} | " + ("" if tg is None else f"{tg:+.2f}") + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", required=True, help="comma-separated: checkpoint paths or shipped model names")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--test", type=Path, default=ROOT.parent / "shared" / "data" / "test")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".data" / "test-pans")
+    ap.add_argument("--degrade", default=",".join(DEGRADES))
+    ap.add_argument("--baselines", default="bicubic,lanczos", help="plus any installed peer named here")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    clips = test_clips(args.test, args.cache)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    methods = models + [b.strip() for b in args.baselines.split(",") if b.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for deg in args.degrade.split(","):
+        t0 = time.time()
+        res = run_protocol(clips, 4, methods, args.max_frames, device="cpu", precision="fp32",
+                           degrade=deg, centre_only=deg in GAIN_ON)
+        res["wall_seconds"] = time.time() - t0
+        stem = "protocol_x4" + ("" if deg == "bicubic" else "_" + deg.replace(":", ""))
+        write_json(res, args.out / f"{stem}.json")
+        (args.out / f"{stem}.md").write_text(protocol_markdown(res) + "\n")
+        results[deg] = res
+        print(f"{deg}: {res['wall_seconds']:.0f} s, errors: {res['errors'] or 'none'}", flush=True)
+    text = (f"Test split ({len(clips)} clips: {', '.join(c.name for c in clips)}), x4, fp32 eager on the CPU.\n"
+            f"Command: {' '.join(sys.argv)}\n\n" + summary_table(results, models) + "\n")
+    (args.out / "summary.md").write_text(text)
+    print(text)
+    return 0 if not any(math.isnan(v) for r in results.values() for s in r["mean"].values()
+                        for v in s.values() if isinstance(v, float)) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
