@@ -6,12 +6,15 @@ import logging
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mstgan_cli import cli
 from mstgan_cli.errors import OutputError
+from mstgan_cli.media.decode import VideoDecoder
 from mstgan_cli.media.encode import READ_ONLY_SUFFIXES, plan_encoder
+from mstgan_cli.media.probe import probe
 from mstgan_cli.options import EncodeSettings, UpscaleOptions
 from mstgan_cli.pipeline import upscale_file
 from mstgan_cli.plan import default_output
@@ -152,3 +155,26 @@ def test_damaged_mpegts_is_upscaled_with_a_warning(tmp_path: Path,
     assert decoded_times(result.output) == pytest.approx(decodable, abs=1e-6)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("decod" in w or "damaged" in w or "missing" in w for w in warnings), warnings
+
+
+def test_interlaced_source_is_detected_and_bwdif_keeps_frames_and_times(tmp_path: Path) -> None:
+    """An interlaced MPEG-2 clip (fields woven from 50 fps motion) says so in its field order;
+    deinterlacing in the decoder gives the same number of frames at the same times."""
+    src = tmp_path / "interlaced.mpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=50", "-frames:v", "40",
+           "-vf", "tinterlace=merge,setfield=tff", "-c:v", "mpeg2video", "-q:v", "2",
+           "-flags", "+ilme+ildct", str(src))
+    info = probe(src)
+    assert info.video.interlaced and info.video.field_order == "tt"
+    assert not probe(make("mov", tmp_path)).video.interlaced
+
+    def decode(deinterlace: bool) -> tuple[list[int], np.ndarray]:
+        colour = info.video.colour.resolved(info.video.height)
+        with VideoDecoder(info, colour, deinterlace=deinterlace) as decoder:
+            frames = list(decoder)
+        return [f.pts for f in frames], np.stack([f.rgb for f in frames]).astype(np.int16)
+
+    woven_pts, woven = decode(False)
+    pts, frames = decode(True)
+    assert len(pts) == 40 and pts == woven_pts
+    assert np.abs(frames - woven).mean() > 0.2  # lines were interpolated, not passed through

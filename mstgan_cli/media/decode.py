@@ -121,13 +121,16 @@ class VideoDecoder:
     container's own). ``stdin``: the input is a stream whose bytes these chunks are (``info`` then
     describes a probed prefix); a thread writes them to FFmpeg's stdin. ``side_output``: also
     stream-copy the input streams of these indices into this Matroska file (what a stream read
-    once must keep besides the frames: audio, subtitles).
+    once must keep besides the frames: audio, subtitles). ``deinterlace``: weave each interlaced
+    picture's two fields into a full frame with ``bwdif`` first (frame count and times kept).
     """
 
     def __init__(self, info: MediaInfo, colour: Colour, *, seek: float | None = None,
                  stdin: Iterable[bytes] | None = None,
-                 side_output: tuple[Path, tuple[int, ...]] | None = None) -> None:
+                 side_output: tuple[Path, tuple[int, ...]] | None = None,
+                 deinterlace: bool = False) -> None:
         self.info = info
+        self._deinterlace = deinterlace
         self._seek = seek
         self._stdin = stdin
         self._side = side_output
@@ -170,6 +173,10 @@ class VideoDecoder:
         if not c.is_rgb:
             scale += f":in_color_matrix={c.scale_matrix}:in_range={c.scale_range}"
         vf = f"{scale},format={pix_fmt},showinfo=checksum=0"
+        if self._deinterlace:  # one frame out per frame in; frames flagged progressive pass as
+            tb = self.info.video.time_base  # they are; bwdif halves the time base: set it back
+            vf = (f"bwdif=mode=send_frame:parity=auto:deint=interlaced,"
+                  f"settb={tb.numerator}/{tb.denominator},{vf}")
         args = [tools.ffmpeg, "-hide_banner", "-nostats", "-v", "level+info", "-copyts"]
         if self._stdin is None:
             args.append("-nostdin")

@@ -96,6 +96,12 @@ class VideoInfo:
     nb_frames: int | None
     duration: float | None
     colour: Colour
+    field_order: str = "unknown"    # as ffprobe says: progressive, tt, bb, tb, bt, unknown
+
+    @property
+    def interlaced(self) -> bool:
+        """The stream says its pictures are pairs of fields (DVD, broadcast)."""
+        return self.field_order in ("tt", "bb", "tb", "bt")
 
     @property
     def bit_depth(self) -> int:
@@ -157,7 +163,8 @@ def _video_info(s: dict[str, Any], fmt_duration: float | None) -> VideoInfo:
         rotation=_rotation(s), time_base=_fraction(s.get("time_base"), Fraction(1, 1000)) or Fraction(1, 1000),
         avg_rate=_fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate")),
         nb_frames=_int(s.get("nb_frames")) or _int(tags.get("NUMBER_OF_FRAMES")),
-        duration=duration, colour=Colour.from_probe(s))
+        duration=duration, colour=Colour.from_probe(s),
+        field_order=str(s.get("field_order") or "unknown"))
 
 
 def _duration_tag(tags: dict[str, str]) -> float | None:
