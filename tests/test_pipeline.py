@@ -179,6 +179,37 @@ def test_truncated_file_is_reported_incomplete(tmp_path: Path, caplog, suffix: s
     assert "damaged frames were concealed" not in caplog.text
 
 
+@pytest.mark.parametrize("fallback", [True, False], ids=["re-encoded", "left-out"])
+def test_mp4_output_takes_audio_it_cannot_hold_as_stored(tmp_path: Path, caplog, monkeypatch,
+                                                        fallback: bool) -> None:
+    """WMA (which no MP4 holds) next to Opus from a .mkv, into .mp4: the WMA track is
+    re-encoded to AAC, or left out with a warning where the container has no audio codec to
+    fall back on; the Opus track is copied (the mux used to fail outright, exit code 4)."""
+    import importlib
+
+    if not fallback:  # (mstgan_cli.media.remux is also the name of a function there)
+        monkeypatch.setattr(importlib.import_module("mstgan_cli.media.remux"), "_AUDIO_FALLBACK", {})
+    caplog.set_level(logging.WARNING, logger="mstgan_cli")
+    src = tmp_path / "wma.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=48000", "-f", "lavfi", "-i", "sine=frequency=300",
+           "-map", "0", "-map", "1", "-map", "2", "-frames:v", "6", "-t", "0.24", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-c:a:0", "wmav2", "-c:a:1", "libopus", str(src))
+    result = upscale_file(src, opts(tmp_path, "out.mp4", scale=2), bicubic)
+    out = tmp_path / "out.mp4"
+    codecs = [(s["codec_type"], s["codec_name"]) for s in streams(out)]
+    if fallback:
+        assert codecs == [("video", "h264"), ("audio", "aac"), ("audio", "opus")]
+        assert "#1 audio (wmav2) as stored; re-encoded to aac" in caplog.text
+        assert result.integrity.left_out == []
+    else:
+        assert codecs == [("video", "h264"), ("audio", "opus")]
+        assert "left out 1 stream(s): #1 audio (wmav2)" in caplog.text
+        assert result.integrity.left_out == ["#1 audio (wmav2)"]
+    assert packets_md5(out, "a:" + ("1" if fallback else "0")) == packets_md5(src, "a:1")
+    assert leftovers(tmp_path) == []
+
+
 def test_no_decodable_frames_is_an_input_error(clip, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no frames"):
         upscale_file(clip("undecodable"), opts(tmp_path, "x.mkv", scale=2), bicubic)

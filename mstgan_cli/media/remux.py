@@ -33,6 +33,10 @@ def _is_stale(tag: str) -> bool:
 _TEXT_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "srt",
                    ".webm": "webvtt"}
 _TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
+# Audio encoder each container takes, for an audio stream it refuses as it is (e.g. WMA, mu-law
+# or, in older FFmpeg, Opus/FLAC into .mp4); elsewhere such a stream is left out.
+_AUDIO_FALLBACK = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".3gp": "aac", ".ts": "aac",
+                   ".m2ts": "aac", ".mts": "aac", ".flv": "aac", ".webm": "libopus"}
 # Outputs whose muxer (MPEG-TS, MPEG-PS) delays timestamps unless told not to.
 MPEG_SYSTEM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".m2t", ".mpg", ".mpeg", ".vob", ".m2p"})
 
@@ -52,13 +56,16 @@ STREAM_FORMATS: dict[str, tuple[frozenset[str], list[str]]] = {
 
 def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset[str] = frozenset(),
                convert_subtitles: bool = False, others: Path | None = None,
-               fmt: str = "matroska") -> list[str]:
+               fmt: str = "matroska", encode_audio: dict[int, str] | None = None,
+               skip: frozenset[int] = frozenset()) -> list[str]:
     """FFmpeg arguments that mux ``video_file``'s video with the rest of ``info``'s source.
     ``drop``: stream kinds to leave out; ``convert_subtitles``: re-encode text subtitles to the
     container's own text format instead of copying them. ``others``: take the other streams from
     this file instead of the source, where they lie in the source's order without the video (what
     a decoder's side output kept of a stream read from stdin); None there means none were kept.
-    ``fmt``: the stream format when ``dest`` is ``-`` (stdout), a key of :data:`STREAM_FORMATS`."""
+    ``fmt``: the stream format when ``dest`` is ``-`` (stdout), a key of :data:`STREAM_FORMATS`.
+    ``encode_audio``: source stream index -> audio encoder, for streams re-encoded instead of
+    copied; ``skip``: source stream indices left out."""
     tools = ffmpeg.find_ffmpeg()
     from_stdin = str(info.path) == "-"
     source = others if from_stdin else info.path
@@ -82,7 +89,7 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
                 args += [f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"]
             out_index += 1
             continue
-        if stream.kind in drop or source is None:
+        if stream.kind in drop or stream.index in skip or source is None:
             continue
         src = others_order[stream.index] if from_stdin else stream.index
         args += ["-map", f"1:{src}", f"-map_metadata:s:{out_index}", f"1:s:{src}"]
@@ -90,6 +97,8 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
         target = _TEXT_SUBTITLES.get(dest.suffix.lower())
         if convert_subtitles and text_sub and target:
             codecs += [f"-c:{out_index}", target]
+        if encode_audio and stream.index in encode_audio:
+            codecs += [f"-c:{out_index}", encode_audio[stream.index]]
         out_index += 1
     for tag in _video_tags(info):
         if _is_stale(tag):
@@ -149,17 +158,32 @@ def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None 
         (frozenset({"data", "attachment"}), True),
         (frozenset({"data", "attachment", "subtitle"}), False)]
     first_error: FFmpegError | None = None
+    encode_audio: dict[int, str] = {}
+    skip: frozenset[int] = frozenset()
     for drop, convert in attempts:
         lost = tuple(s for s in info.other_streams if s.kind in drop)
         if first_error is not None and not lost and not convert:
             continue
         try:
-            ffmpeg.run(remux_args(video_file, info, dest, drop=drop, convert_subtitles=convert,
-                                  others=others), "muxing the output")
+            _mux(video_file, info, dest, drop, convert, others, encode_audio, skip)
         except FFmpegError as exc:
-            first_error = first_error or exc
-            continue
-        if first_error is not None:
+            if first_error is not None:
+                continue
+            first_error = exc  # does the container refuse some audio streams as they are?
+            encode_audio, skip = _audio_plan(info, dest, others)
+            if not (encode_audio or skip):
+                continue
+            try:  # the same attempt again, those re-encoded or left out
+                _mux(video_file, info, dest, drop, convert, others, encode_audio, skip)
+            except FFmpegError:
+                continue
+        lost += tuple(s for s in info.other_streams if s.index in skip and s not in lost)
+        if encode_audio:
+            log.warning("the %s container cannot hold %s as stored; re-encoded to %s",
+                        dest.suffix, _names(tuple(s for s in info.other_streams
+                                                  if s.index in encode_audio)),
+                        "/".join(sorted(set(encode_audio.values()))))
+        if first_error is not None and (lost or convert):
             log.warning("the %s container refused some streams as they were (%s)", dest.suffix,
                         ffmpeg.summary(first_error.stderr_tail))
             if lost:
@@ -169,6 +193,53 @@ def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None 
         return lost + tuple(s for s in lost_all if s not in lost)
     assert first_error is not None
     raise first_error
+
+
+def _mux(video_file: Path, info: MediaInfo, dest: Path, drop: frozenset[str], convert: bool,
+         others: Path | None, encode_audio: dict[int, str], skip: frozenset[int]) -> None:
+    ffmpeg.run(remux_args(video_file, info, dest, drop=drop, convert_subtitles=convert,
+                          others=others, encode_audio=encode_audio, skip=skip), "muxing the output")
+
+
+def _audio_plan(info: MediaInfo, dest: Path,
+                others: Path | None) -> tuple[dict[int, str], frozenset[int]]:
+    """The audio streams of the source that ``dest``'s container refuses to take as they are,
+    found by muxing a packet of each into a scratch file of the same kind: which to re-encode
+    (source index -> encoder: the container's own audio codec, if it takes that), which to leave
+    out (it takes neither)."""
+    from_stdin = str(info.path) == "-"
+    source = others if from_stdin else info.path
+    if source is None:
+        return {}, frozenset()
+    order = {s.index: k for k, s in enumerate(info.other_streams)}
+    trial = dest.with_name(f"{dest.name}.audio-check{dest.suffix}")
+    tools = ffmpeg.find_ffmpeg()
+    encode: dict[int, str] = {}
+    skip: set[int] = set()
+    try:
+        for s in info.other_streams:
+            if s.kind != "audio":
+                continue
+            src = order[s.index] if from_stdin else s.index
+
+            def fits(codec: str, src: int = src) -> bool:
+                try:
+                    ffmpeg.run([tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error",
+                                "-y", "-i", ffmpeg_input(source), "-map", f"0:{src}", "-c", codec,
+                                "-frames:0", "2", ffmpeg_input(trial)], "checking an audio stream")
+                except FFmpegError:
+                    return False
+                return True
+            if fits("copy"):
+                continue
+            target = _AUDIO_FALLBACK.get(dest.suffix.lower())
+            if target and target != s.codec and fits(target):
+                encode[s.index] = target
+            else:
+                skip.add(s.index)
+    finally:
+        trial.unlink(missing_ok=True)
+    return encode, frozenset(skip)
 
 
 def _names(streams: tuple[StreamInfo, ...]) -> str:
