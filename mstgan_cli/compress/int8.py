@@ -306,16 +306,31 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__.split("+")[0], "torchao": torchao.__version__}
 
 
-def read_qparams(path: Path, digest: str) -> dict | None:
-    """The stored ranges in `path` if they belong to these weights and this torch/torchao."""
+def read_qparams(path: Path, digest: str, shipped: bool = False) -> dict | None:
+    """The stored ranges in `path` if they belong to these weights and this torch/torchao.
+
+    Ranges are only valid for the torch and torchao that calibrated them (the quantizer's graph
+    and observers change between versions). A `shipped` calibration (beside the checkpoint) made
+    with other versions is an error that says so, not a silent calibration on the input's first
+    frames: the install pins those versions (``constraints.txt``, ``scripts/setup.sh``). One in the
+    cache (made here, on an input) is only passed over, with a warning."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
     if data.get("format") != FORMAT or data.get("model") != digest:
         return None
-    if data.get("versions") != versions():
-        log.info("int8 calibration %s is for %s; recalibrating", path, data.get("versions"))
+    stored, here = data.get("versions") or {}, versions()
+    if stored != here:
+        def name(v: dict) -> str:
+            return f"torch {v.get('torch', '?')} and torchao {v.get('torchao', '?')}"
+        if shipped:
+            raise BackendError(
+                f"int8: {path} was calibrated with {name(stored)}, but this is {name(here)}; install "
+                "the versions it needs (constraints.txt: bash scripts/setup.sh, or pip install -c "
+                "constraints.txt 'torch==...' 'torchao==...'), or use --precision fp32 or bf16")
+        log.warning("int8: the cached calibration %s was made with %s (this is %s); calibrating again",
+                    path, name(stored), name(here))
         return None
     return data
 
@@ -333,8 +348,8 @@ def write_qparams(path: Path, digest: str, ranges: dict, source: str) -> None:
 def _readable(digest: str, sidecar: Path | None) -> Iterator[tuple[dict, Path]]:
     """Each stored calibration that belongs to weights `digest`, in the order to try them:
     `sidecar` (shipped beside the checkpoint), then the cache's."""
-    for path in ([sidecar] if sidecar else []) + [_cache_path(digest)]:
-        data = read_qparams(path, digest)
+    for path, shipped in ([(sidecar, True)] if sidecar else []) + [(_cache_path(digest), False)]:
+        data = read_qparams(path, digest, shipped)
         if data:
             yield data, path
 
