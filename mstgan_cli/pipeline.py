@@ -8,8 +8,10 @@ Input ``-`` reads a stream from stdin, output ``-`` writes one to stdout (:mod:`
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -123,19 +125,32 @@ class _Job:
             self.part_tmp = output.with_name(f".{output.stem}.{token}.part{output.suffix}")
             self.side_tmp = output.with_name(f".{output.stem}.{token}.side.mkv")
         self._beside = (self.video_tmp, self.part_tmp)
+        self._locks: list[BinaryIO] = []
         self.frames_done = 0
         self.total = info.video.estimated_frames
         self.started = time.monotonic()
         self._last_report = 0.0
 
     def reserve(self) -> None:
-        """Create the temporary names now, so an unwritable folder fails before any work."""
+        """Create the temporary names now, so an unwritable folder fails before any work. Each
+        is held locked (flock) while this job lives: a later run removes only files whose lock
+        it can take, those of a job that was killed or crashed (:func:`remove_stale`)."""
+        self._unlock()
         for path in (self.video_tmp, self.part_tmp):
             try:
-                with open(path, "xb"):
-                    pass
+                handle = open(path, "xb")
             except OSError as exc:
                 raise OutputError(f"cannot write in {self.output.parent}: {exc.strerror or exc}") from exc
+            self._locks.append(handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a file system without locks: the file still reserves the name
+                pass
+
+    def _unlock(self) -> None:
+        for handle in self._locks:
+            handle.close()
+        self._locks = []
 
     def move_into(self, folder: Path | None) -> None:
         """Keep the temporary files in ``folder`` instead (None: back beside the output)."""
@@ -150,6 +165,7 @@ class _Job:
         self.reserve()
 
     def cleanup(self) -> None:
+        self._unlock()
         for path in (self.video_tmp, self.part_tmp, self.side_tmp):
             try:
                 path.unlink(missing_ok=True)
@@ -182,6 +198,55 @@ class _Job:
     def decoder(self, **kwargs: object) -> VideoDecoder:
         return VideoDecoder(self.info, self.info.video.colour.resolved(self.info.video.height),
                             **kwargs)  # type: ignore[arg-type]
+
+
+def _temp_name(stem: str) -> re.Pattern[str]:
+    """The hidden temporary files of a job on output ``stem``: ``.STEM.mstgan-PID-HEX.KIND...``
+    (group 1: the job's token)."""
+    return re.compile(rf"^\.{re.escape(stem)}\.(mstgan-\d+-[0-9a-f]+)\.(?:video|part|side)\b")
+
+
+def remove_stale(output: Path) -> list[Path]:
+    """Remove the temporary files that earlier jobs on ``output`` left beside it when they were
+    killed (kill -9, a crash, a lost node): those whose lock nobody holds. A running job (in this
+    process, another, or on another machine sharing the folder) holds its lock, so its files
+    stay. Returns what was removed."""
+    pattern = _temp_name(output.stem)
+    groups: dict[str, list[Path]] = {}
+    try:
+        for entry in os.scandir(output.parent):
+            m = pattern.match(entry.name)
+            if m and entry.is_file(follow_symlinks=False):
+                groups.setdefault(m.group(1), []).append(Path(entry.path))
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for paths in groups.values():
+        if any(_locked(p) for p in paths):
+            continue
+        for p in paths:
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    if removed:
+        log.warning("removed %d temporary file(s) of an earlier run on %s that did not finish",
+                    len(removed), output.name)
+    return removed
+
+
+def _locked(path: Path) -> bool:
+    """Whether some process holds ``path``'s lock (a file that cannot be opened counts as held)."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held, or a file system without locks: cannot tell, keep it
+                return True
+            return False
+    except OSError:
+        return True
 
 
 # CPU seconds per pixel measured on the 2-core development CPU: x264 `medium` per output pixel
@@ -379,6 +444,8 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     log.info("%s: %dx%d -> %dx%d, model x%d", src.name, *info.video.display_size, *size.size,
              upscaler.scale)
     job = _Job(info, options, output, size, enc_plan, progress)
+    if not to_stdout:
+        remove_stale(output)
     job.reserve()
     try:
         done = None
