@@ -25,7 +25,9 @@ import torch.nn.functional as F
 
 from ..model.discriminator import SpatioTemporalDiscriminator, upscale_flow
 from ..model.generator import MSTGANGenerator
-from .loop import FidelityStage, PerceptualLoss, TrainConfig, charbonnier, flow_losses
+from .config import TrainConfig
+from .fidelity import FidelityStage
+from .losses import PerceptualLoss, charbonnier, flow_losses
 
 
 def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -15,122 +15,28 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.blocks import flow_warp
+from ..metrics.image import psnr_y
 from ..model.checkpoint import atomic_save
 from ..model.generator import GeneratorConfig, MSTGANGenerator
+from .config import RESUMABLE_CHANGES, TrainConfig, changed_settings
 from .data import Sources, WindowSampler, load_val_clips
 from .degrade import DegradeConfig, Degrader
+from .fidelity import FidelityStage
+from .losses import PerceptualLoss, charbonnier, flow_losses, flow_supervision
 from .plot import plot_curves
 
 log = logging.getLogger("mstgan_cli")
 
-
-@dataclass
-class TrainConfig:
-    data: str = "../shared/data/train"
-    val: str = "../shared/data/val"
-    out: str = "runs/x4"
-    cache: str = ".data/cache"
-    scale: int = 4
-    window: int = 5
-    generator: dict = field(default_factory=dict)  # overrides of GeneratorConfig
-    stage: int = 1
-    steps: int = 60_000          # length of the learning-rate schedule
-    batch: int = 16
-    patch: int = 32              # low-resolution patch side
-    lr: float = 3e-4
-    warmup: int = 300
-    seed: int = 0
-    val_every: int = 500
-    val_frames: int = 8          # validation windows per clip
-    ckpt_minutes: float = 5.0
-    w_warp: float = 0.05         # photometric loss of the flows
-    w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
-    w_flow: float = 0.0          # supervision of the flow network by the virtual camera's known motion
-    w_perceptual: float = 0.0
-    vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
-    w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
-    w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
-    w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame
-    w_ftemporal: float = 0.0     # stage 2: the same as w_temporal, on VGG features (tLP's space)
-    w_tflow: float = 0.0         # stage 2: motion between consecutive outputs must match the ground
-                                 # truth's (a frozen copy of the starting flow network measures both)
-    ema: float = 0.0             # stage 2: decay of an exponential moving average of the weights,
-                                 # which is what is validated and released (0: off)
-    noise: float = 0.1           # stage 2: instance noise std on D's inputs at the start...
-    noise_steps: int = 5000      # ...annealed linearly to zero over this many steps
-    init: str = ""               # start from these generator weights (e.g. stage 2 from stage 1)
-    degrade: str = "bicubic"     # LR of the training windows: "bicubic" (the protocol's) or
-                                 # "realworld" (train.degrade: real encoders, blur, noise, kernels)
-    degrade_config: dict = field(default_factory=dict)  # overrides of DegradeConfig ("realworld")
-    val_degrade: str = "bicubic"  # validation sets, comma-separated: bicubic, h264:CRF
-    max_speed: float = 6.0       # virtual camera: fastest motion, HR pixels per frame
-    fast_motion: float = 0.3     # virtual camera: share of fast windows
-    threads: int = 0             # CPU threads (0: torch default)
-    max_minutes: float = 0.0     # stop (after saving) when this much wall time has passed
-    until: int = 0               # stop (after saving) at this step (0: at `steps`)
-
-
-# settings a resumed run may change (each (re)start records them in log.jsonl): where and how long it
-# runs, how often it is validated, and the length of the schedule (to extend a run); not what it learns from
-RESUMABLE_CHANGES = frozenset({"out", "data", "val", "cache", "threads", "max_minutes", "until", "ckpt_minutes",
-                               "steps", "val_every"})
-
-
-def changed_settings(saved: dict, now: dict) -> dict:
-    """Settings of `now` that differ from the run's `saved` ones and would change what it learns:
-    {name: (saved, now)}. Settings added to TrainConfig since the run was saved count as unchanged
-    when they hold their default."""
-    defaults = asdict(TrainConfig())
-    out = {}
-    for k, v in now.items():
-        if k in RESUMABLE_CHANGES:
-            continue
-        old = saved.get(k, defaults.get(k))
-        if old != v:
-            out[k] = (old, v)
-    return out
-
-
-def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    return torch.sqrt((x - y) ** 2 + eps * eps).mean()
-
-
-def flow_losses(lr: torch.Tensor, flows: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Photometric loss (each neighbour warped onto the centre with its flow) and total variation
-    of the flows. lr (B, T, 3, h, w)."""
-    c = lr.shape[1] // 2
-    warp = lr.new_zeros(())
-    smooth = lr.new_zeros(())
-    n = 0
-    for i, f in enumerate(flows):
-        if f is None:
-            continue
-        warp = warp + (flow_warp(lr[:, i], f) - lr[:, c]).abs().mean()
-        smooth = smooth + (f[..., 1:, :] - f[..., :-1, :]).abs().mean() + (f[..., 1:] - f[..., :-1]).abs().mean()
-        n += 1
-    return warp / n, smooth / n
-
-
-def flow_supervision(flows: list[torch.Tensor | None], gt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean |predicted - true| flow (LR pixels) where the true motion is known.
-    flows: T entries (None at the centre) of (B, 2, h, w); gt (B, T, 2, h, w); weight (B, T, 1, h, w)."""
-    err = gt.new_zeros(())
-    n = gt.new_zeros(())
-    for i, f in enumerate(flows):
-        if f is None:
-            continue
-        w = weight[:, i]
-        err = err + ((f - gt[:, i]).abs() * w).sum()
-        n = n + 2 * w.sum()
-    return err / n.clamp(min=1.0)
+# the loop's collaborators, importable from here as before
+__all__ = ["FidelityStage", "PerceptualLoss", "RESUMABLE_CHANGES", "TrainConfig", "changed_settings",
+           "charbonnier", "flow_losses", "flow_supervision", "pad_to_multiple", "train", "validate"]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -141,18 +47,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma on the 16-235 scale of (..., 3, H, W) RGB in [0, 1]."""
-    return 16.0 + 65.481 * x[..., 0, :, :] + 128.553 * x[..., 1, :, :] + 24.966 * x[..., 2, :, :]
-
-
 def _psnr_y(a: torch.Tensor, b: torch.Tensor, crop: int) -> float:
-    # both as 8-bit images, as they would be written to a file
-    ya, yb = _luma((a.clamp(0, 1) * 255).round() / 255), _luma((b * 255).round() / 255)
-    if crop:
-        ya, yb = ya[..., crop:-crop, crop:-crop], yb[..., crop:-crop, crop:-crop]
-    mse = ((ya - yb) ** 2).mean().item()
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+    """PSNR-Y of (1, 3, H, W) images, both as 8-bit pictures, as they would be written to a file."""
+    def u8(x: torch.Tensor) -> torch.Tensor:
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+    return float(psnr_y(u8(a), u8(b), crop)[0])
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
@@ -232,69 +132,6 @@ class _StopFlag:
 
     def _handler(self, *_):
         self.stop = True
-
-
-class FidelityStage:
-    """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual), with flow regularisation."""
-
-    extra_frames = 0  # frames the sampler must draw beyond the window
-
-    def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
-        self.model, self.cfg = model, cfg
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-        self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
-
-    def set_lr(self, lr: float) -> None:
-        for gr in self.opt.param_groups:
-            gr["lr"] = lr
-
-    def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-                         flow_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """lr (B, T, 3, h, w), hr (B, 3, sh, sw) centre frame -> (loss, parts, sr)."""
-        cfg = self.cfg
-        sr, flows = self.model.forward_with_flows(lr)
-        l_pix = charbonnier(sr, hr)
-        l_warp, l_smooth = flow_losses(lr, flows)
-        loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
-        parts = {"pix": l_pix.item(), "warp": l_warp.item(), "smooth": l_smooth.item()}
-        if cfg.w_flow > 0 and flow is not None:
-            l_flow = flow_supervision(flows, flow, flow_weight)
-            loss = loss + cfg.w_flow * l_flow
-            parts["flow"] = l_flow.item()
-        if self.perceptual is not None:
-            l_per = self.perceptual(sr, hr)
-            loss = loss + cfg.w_perceptual * l_per
-            parts["perceptual"] = l_per.item()
-        return loss, parts, sr
-
-    def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-             flow_weight: torch.Tensor | None = None) -> dict:
-        """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw); the known
-        motion (:class:`~mstgan_cli.train.data.Batch`) supervises the flows when cfg.w_flow > 0."""
-        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        return parts
-
-    def eval_model(self) -> MSTGANGenerator:
-        """The weights that are validated and saved as best.pt."""
-        return self.model
-
-    def begin(self) -> None:
-        """Called once the weights are loaded (resumed or --init), before the first step."""
-
-    def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["opt"])
-
-    @staticmethod
-    def score(v: dict) -> float:
-        """Higher is better: validation PSNR-Y."""
-        return v["psnr_y"]
 
 
 def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Path:
@@ -407,23 +244,3 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     save(last)
     log.info("stopped at step %d (best validation score %s)", step, best)
     return out
-
-
-class PerceptualLoss:
-    """VGG16 feature loss (L1 between the given relu feature maps), frozen ImageNet weights.
-    ``features`` exposes the maps themselves (stage 2 compares their changes over time)."""
-
-    def __init__(self, device: torch.device, layers: list[str]) -> None:
-        from ..model.vgg import load_vgg_features
-
-        self.vgg = load_vgg_features(layers=layers).to(device).eval()
-        for p in self.vgg.parameters():
-            p.requires_grad_(False)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.vgg(x)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = self.vgg(x), self.vgg(y)
-        return sum((a - b).abs().mean() for a, b in zip(fx, fy)) / len(fx)
-
