@@ -11,8 +11,9 @@ Three kinds of window, mixed by :class:`DegradeConfig`:
   measures and what most files people have are;
 * ``mixed``: a second-order pipeline in the manner of Real-ESRGAN / RealBasicVSR: optional blur
   (isotropic or anisotropic Gaussian), a random resize kernel, optionally an intermediate scale with
-  its own noise, sensor noise (Gaussian colour/grey, or Poisson), and a real encoder (H.264, HEVC,
-  MPEG-2 or JPEG) at random quality, with chroma subsampling where the codec has it.
+  its own noise, sensor noise (Gaussian colour/grey, or Poisson), and a real encoder (H.264,
+  MPEG-2 or JPEG by default; HEVC is available but left out, see ``DegradeConfig.codecs``) at
+  random quality, with 4:2:0 chroma subsampling.
 
 Compression runs through FFmpeg's libraries in-process (PyAV's codec contexts, no container), so
 blocking, ringing, chroma bleeding and the temporal behaviour of P/B frames are those of the real
@@ -63,7 +64,9 @@ class DegradeConfig:
     p_noise: float = 0.6
     noise_sigma: tuple[float, float] = (1.0, 10.0)  # 8-bit levels
     p_compress: float = 0.9
-    codecs: tuple[tuple[str, float], ...] = (("h264", 0.55), ("hevc", 0.15), ("mpeg2", 0.15), ("jpeg", 0.15))
+    # HEVC is left out of the mix: the libx265 of PyAV 18.1's wheels corrupts its heap on frames
+    # under 64 px and, above, now and then encodes the same frames differently (tests/test_train.py)
+    codecs: tuple[tuple[str, float], ...] = (("h264", 0.6), ("mpeg2", 0.2), ("jpeg", 0.2))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,7 +133,7 @@ def _encoder(codec: str, quality: float, w: int, h: int):
         ctx.options = {"crf": str(int(quality)), "preset": "medium"}
     elif codec == "hevc":
         ctx = av.CodecContext.create("libx265", "w")
-        ctx.options = {"crf": str(int(quality)), "preset": "fast", "x265-params": "log-level=none"}
+        ctx.options = {"crf": str(int(quality)), "preset": "fast", "x265-params": "log-level=none:pools=none:frame-threads=1"}
     elif codec == "mpeg2":
         ctx = av.CodecContext.create("mpeg2video", "w")
         ctx.qscale = True  # fixed quantiser
@@ -140,6 +143,9 @@ def _encoder(codec: str, quality: float, w: int, h: int):
     else:
         raise ValueError(f"unknown codec {codec}")
     ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
+    # one thread: frame-threaded encoders decide by timing, so the same window could come out
+    # differently from run to run (and a resumed sampler must repeat itself); the frames are tiny
+    ctx.thread_count = 1
     ctx.time_base = Fraction(1, 25)
     ctx.framerate = Fraction(25, 1)
     return ctx
