@@ -106,6 +106,26 @@ def summary_table(results: dict[str, dict], models: list[str]) -> str:
     return "\n".join(lines)
 
 
+def model_summary(results: dict[str, dict], model: str, source: str) -> dict:
+    """What `mstgan models` shows of a model (weights/NAME.test.json): per input, its means, the
+    gain over bicubic, LPIPS as a ratio of bicubic's, and the temporal gain where measured."""
+    inputs = {}
+    for deg, res in results.items():
+        if model not in res["mean"]:
+            continue
+        s, bic = res["mean"][model], res["mean"]["bicubic"]
+        row = {k: s[k] for k in ("psnr_y", "ssim_y", "lpips", "tof", "tlp")}
+        row.update(gain=s["psnr_y"] - bic["psnr_y"], lpips_ratio=s["lpips"] / bic["lpips"],
+                   worst_clip_gain=min(c["methods"][model]["psnr_y"] - c["methods"]["bicubic"]["psnr_y"]
+                                       for c in res["clips"] if model in c["methods"]))
+        tg = res.get("temporal_gain", {}).get(model, {}).get("mean")
+        if tg is not None:
+            row["temporal_gain"] = tg
+        inputs[deg] = row
+    return {"split": "test", "source": source, "clips": len(next(iter(results.values()))["clips"]),
+            "inputs": inputs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", required=True, help="comma-separated: checkpoint paths or shipped model names")
@@ -116,6 +136,8 @@ def main() -> int:
     ap.add_argument("--baselines", default="bicubic,lanczos", help="plus any installed peer named here")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights-summary", action="store_true",
+                    help="write weights/NAME.test.json (what `mstgan models` shows) for each shipped model measured")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clips = test_clips(args.test, args.cache)
@@ -137,6 +159,12 @@ def main() -> int:
             f"Command: {' '.join(sys.argv)}\n\n" + summary_table(results, models) + "\n")
     (args.out / "summary.md").write_text(text)
     print(text)
+    if args.weights_summary:
+        for m in models:
+            f = ROOT / "weights" / f"{m}.pt"
+            if f.is_file():
+                source = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)
+                f.with_suffix(".test.json").write_text(json.dumps(model_summary(results, m, source), indent=1) + "\n")
     return 0 if not any(math.isnan(v) for r in results.values() for s in r["mean"].values()
                         for v in s.values() if isinstance(v, float)) else 1
 

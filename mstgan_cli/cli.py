@@ -304,7 +304,8 @@ def models(
         print(json.dumps(rows, indent=2, default=str))
         return
     # fits 80 columns: no vertical rules, names never cut, one short column per metric
-    table = Table(title="Models ([bold]*[/bold] = default for its factor)", title_justify="left",
+    table = Table(title="Models ([bold]*[/bold] = default for its factor); quality on the test split, x4: "
+                        "PSNR-Y over bicubic on clean and H.264 CRF 23 input", title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
     table.add_column("name", no_wrap=True)
     for column in ("x", "params", "FLOPs/px") + tuple(label for _, label, _ in _METRICS):
@@ -339,20 +340,26 @@ from .commands.prune import PRUNE_EPILOG, prune_cmd  # noqa: E402
 app.command("prune", epilog=PRUNE_EPILOG)(prune_cmd)
 
 
-# (key in the protocol means, column, format); tLP is shown x100, as in the cards
-_METRICS = (("psnr_y", "PSNR-Y", "{:.2f}"), ("ssim_y", "SSIM", "{:.3f}"), ("lpips", "LPIPS", "{:.3f}"),
-            ("tof", "tOF", "{:.3f}"), ("tlp", "tLP×100", "{:.3f}"))
+# (key, column, format) of the test-split numbers shown: PSNR-Y gain over bicubic on clean and on
+# H.264 CRF 23 input, then LPIPS and tOF on clean input
+_METRICS = (("gain_clean", "clean+dB", "{:+.2f}"), ("gain_h264", "h264+dB", "{:+.2f}"),
+            ("lpips", "LPIPS", "{:.3f}"), ("tof", "tOF", "{:.3f}"))
 
 
 def _metric_means(entry: dict) -> dict[str, float]:
-    """The model's own protocol means (first line of its card), e.g. {'psnr_y': 36.46, ...};
-    tLP multiplied by 100."""
-    metrics = entry.get("metrics") or {}
-    mean = ((metrics.get("protocol") or {}).get("mean") or {}).get(str(entry.get("name")))
-    if not isinstance(mean, dict):
-        return {}
-    return {k: float(mean[k]) * (100 if k == "tlp" else 1) for k, _, _ in _METRICS
-            if isinstance(mean.get(k), (int, float))}
+    """The model's test-split means (:func:`mstgan_cli.model.registry.test_metrics`) as the
+    columns of `mstgan models`, e.g. {'gain_clean': 1.02, 'gain_h264': 0.41, 'lpips': 0.21, ...}."""
+    inputs = (entry.get("metrics") or {}).get("inputs") or {}
+    out: dict[str, float] = {}
+    clean, h264 = inputs.get("bicubic") or {}, inputs.get("h264:23") or {}
+    if "gain" in clean:
+        out["gain_clean"] = float(clean["gain"])
+    if "gain" in h264:
+        out["gain_h264"] = float(h264["gain"])
+    for k in ("lpips", "tof"):
+        if k in clean:
+            out[k] = float(clean[k])
+    return out
 
 
 def _human(value: object) -> str:

@@ -46,15 +46,16 @@ def test_models_lists_baselines_as_table_and_json() -> None:
     assert shipped and all(p[-1] == "int8" for p in shipped.values())  # each ships its int8 calibration
 
 
-def test_models_table_shows_each_models_own_measured_means() -> None:
+def test_models_table_shows_each_models_test_split_numbers(tmp_path: Path) -> None:
     from mstgan_cli.cli import _metric_means
+    from mstgan_cli.model.registry import test_metrics
 
-    entry = {"name": "m", "metrics": {"protocol": {"mean": {
-        "m": {"psnr_y": 36.456, "ssim_y": 0.963, "lpips": 0.08996, "tof": 0.3051, "tlp": 0.00397},
-        "bicubic": {"psnr_y": 33.67}}, "clips": {}}}}
-    assert _metric_means(entry) == pytest.approx(
-        {"psnr_y": 36.456, "ssim_y": 0.963, "lpips": 0.08996, "tof": 0.3051, "tlp": 0.397})
-    assert _metric_means({"name": "x", "metrics": {}}) == {}
+    summary = {"split": "test", "inputs": {"bicubic": {"gain": 1.234, "lpips": 0.2, "tof": 0.5},
+                                           "h264:23": {"gain": 0.456, "lpips": 0.3}}}
+    (tmp_path / "m.test.json").write_text(json.dumps(summary))
+    entry = {"name": "m", "metrics": test_metrics(tmp_path / "m.pt")}
+    assert _metric_means(entry) == pytest.approx({"gain_clean": 1.234, "gain_h264": 0.456, "lpips": 0.2, "tof": 0.5})
+    assert test_metrics(tmp_path / "other.pt") == {} and _metric_means({"name": "x", "metrics": {}}) == {}
 
 
 def test_models_fits_80_columns_and_shows_the_path_only_when_verbose() -> None:
@@ -64,9 +65,9 @@ def test_models_fits_80_columns_and_shows_the_path_only_when_verbose() -> None:
     assert max(len(line) for line in lines) <= 80, plain.stdout
     assert "mstgan-x4-pruned" in plain.stdout and "mstgan-x4-gan *" in plain.stdout  # names whole
     header = next(line for line in lines if line.startswith("name"))
-    assert header.split() == ["name", "x", "params", "FLOPs/px", "PSNR-Y", "SSIM", "LPIPS", "tOF", "tLP×100"]
+    assert header.split() == ["name", "x", "params", "FLOPs/px", "clean+dB", "h264+dB", "LPIPS", "tOF"]
     row = next(line for line in lines if line.startswith("mstgan-x4 "))
-    assert len(row.split()) == 9 and "weights" not in plain.stdout  # one line per model, no path
+    assert len(row.split()) == 8 and "weights" not in plain.stdout  # one line per model, no path
     verbose = invoke("models", "--verbose", env={"COLUMNS": "80"})
     assert "mstgan-x4.pt" in verbose.stdout and max(len(line) for line in verbose.stdout.splitlines()
                                                      if line.startswith(("name", "mstgan-x4 "))) <= 80

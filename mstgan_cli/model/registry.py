@@ -72,9 +72,26 @@ def _precisions(meta: dict, path: Path) -> list[str]:
     return out + ["int8" if path.with_suffix(".int8.json").is_file() else "int8 (calibrates on the input)"]
 
 
+def test_metrics(checkpoint: Path) -> dict:
+    """The model's quality on the test split, from NAME.test.json beside its weights (written by
+    ``benchmarks/quality.py --weights-summary``): {"split": "test", "source": result folder,
+    "inputs": {"bicubic" | "h264:23" | ...: {"psnr_y", "gain", "lpips", "lpips_ratio", "tof", "tlp",
+    "temporal_gain"?}}}; {} when it was not measured there. The validation numbers in a checkpoint's
+    meta chose it and are not a quality claim, so they are not listed."""
+    import json
+
+    f = checkpoint.with_suffix(".test.json")
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def list_models() -> list[dict]:
     """Every shipped generator: name, scale, window, params, FLOPs per input pixel, precisions,
-    metrics measured on the validation clips (from the checkpoint's meta), path."""
+    metrics measured on the test split (:func:`test_metrics`; {} when not measured), path."""
     out = []
     d = weights_dir()
     for f in sorted(d.glob("mstgan-*.pt")) if d.is_dir() else []:
@@ -89,10 +106,10 @@ def list_models() -> list[dict]:
             "params": meta.get("params") or sum(v.numel() for v in ck["state_dict"].values() if v.is_floating_point()),
             "flops_per_pixel": meta.get("flops_per_pixel", {}).get("streaming"),
             "precisions": _precisions(meta, f),
-            "kind": meta.get("kind", ""), "metrics": meta.get("metrics", {}),
+            "kind": meta.get("kind", ""), "metrics": test_metrics(f),
             "default": DEFAULT_MODEL.get(cfg.scale) == f.stem, "path": str(f),
         })
     return out
 
 
-__all__ = ["list_models", "model_path", "default_model", "flops_per_pixel", "weights_dir", "count_params"]
+__all__ = ["test_metrics", "list_models", "model_path", "default_model", "flops_per_pixel", "weights_dir", "count_params"]
