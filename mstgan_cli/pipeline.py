@@ -415,6 +415,9 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     """
     started = time.monotonic()
     options = options or UpscaleOptions()
+    if options.output is not None and is_stdout(options.output) and _stdout_is_terminal():
+        raise OutputError("stdout is a terminal, not a place for a video stream; pipe it into a "
+                          "program (-o - | ffplay -) or redirect it (-o - > out.mkv)")
     source: StdinSource | None = None
     if str(input_path) == "-":
         source = StdinSource(stdin or sys.stdin.buffer)
@@ -479,6 +482,13 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     return UpscaleResult(src, output, len(done.pts), done.bad_frames, size.size,
                          int(upscaler.scale), time.monotonic() - started, integrity=report,
                          segments=done.segments, resumed=done.resumed, missing_frames=missing)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by a buffer (tests, embedding)
+        return False
 
 
 def _names(streams: tuple[StreamInfo, ...]) -> list[str]:

@@ -148,3 +148,26 @@ def test_stream_formats_keep_audio_video_offsets(clip, tmp_path: Path, fmt: str,
     got = _starts(out)
     # within a millisecond: Matroska stores milliseconds
     assert got["video"] - got["audio"] == pytest.approx(want["video"] - want["audio"], abs=0.0011)
+
+
+def test_stream_to_a_terminal_is_refused(clip) -> None:
+    """`-o -` with stdout on a terminal: one line on stderr, exit code 3, not a byte of video
+    dumped into the terminal (as ffmpeg refuses)."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([*MSTGAN, str(clip("mp4")), "-o", "-", *FAST], stdout=follower,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120, check=False)
+        os.set_blocking(leader, False)
+        try:
+            dumped = os.read(leader, 1 << 16)
+        except (BlockingIOError, OSError):
+            dumped = b""
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert b"stdout is a terminal" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert dumped == b""
