@@ -237,8 +237,15 @@ def upscale(
     if not quiet:
         w, h = result.size or (0, 0)
         where = "stdout" if str(result.output) == "-" else str(result.output)
-        stderr.print(f"wrote [bold]{escape(where)}[/bold]: {result.frames} frames, "
+        missing = f" ({result.missing_frames} missing: the input is incomplete)" \
+            if result.missing_frames else ""
+        stderr.print(f"wrote [bold]{escape(where)}[/bold]: {_count(result.frames, 'frame')}{missing}, "
                      f"{w}x{h}, in {result.seconds:.1f}s", highlight=False, soft_wrap=True)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _upscale_folder(root: Path, options: UpscaleOptions, folder: FolderOptions, quiet: bool) -> None:
@@ -282,7 +289,7 @@ def _summary(result: FolderResult, folder: FolderOptions) -> None:
     stderr.print(table)
     counts = ", ".join(f"{result.count(s)} {s}" for s in ("done", "skipped", "not needed", "failed")
                        if result.count(s))
-    stderr.print(f"{len(rows)} files: {counts or 'none'}; report: {escape(str(result.report))}",
+    stderr.print(f"{_count(len(rows), 'file')}: {counts or 'none'}; report: {escape(str(result.report))}",
                  highlight=False, soft_wrap=True)
 
 

@@ -74,6 +74,8 @@ class Target:
         m = re.fullmatch(r"(\d+)\s*[x:*]\s*(\d+)", key)
         if m and int(m.group(1)) >= 2 and int(m.group(2)) >= 2:
             return cls(int(m.group(1)), int(m.group(2)), f"{m.group(1)}x{m.group(2)}", False)
+        if m:  # a WxH, but not a frame size
+            raise ValueError(f"target {text.strip()!r}: width and height must each be at least 2 pixels")
         raise ValueError(f"unknown target {text!r}; use 720p, 1080p, 1440p, 2160p, 4k, 8k or WxH")
 
     def fit(self, width: float, height: float) -> tuple[int, int] | None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mstgan_cli import __version__, cli
 from mstgan_cli.errors import EXIT_USAGE
 
-from conftest import frame_times, leftovers, video_stream
+from conftest import ffmpeg, frame_times, leftovers, video_stream
 
 runner = CliRunner()
 
@@ -194,3 +194,18 @@ def test_output_to_stdout_is_only_video(clip, tmp_path: Path) -> None:
     # Matroska cannot hold the AAC priming's negative start, so FFmpeg shifts every stream alike
     got, want = frame_times(out), frame_times(src)
     assert [round(t - got[0], 3) for t in got] == [round(t - want[0], 3) for t in want]
+
+
+def test_messages_say_what_is_wrong_and_count_in_the_singular(clip, tmp_path: Path) -> None:
+    """A WxH target that is no frame size says so (not "unknown target ... use WxH"); one
+    frame is "1 frame" (issue 20, defect 8)."""
+    bad = runner.invoke(cli.app, ["upscale", str(clip("mp4")), "--target", "99999x1"])
+    said = " ".join(bad.output.replace("│", " ").split())  # (rich wraps the error box)
+    assert bad.exit_code == 64 and "at least 2 pixels" in said and "unknown" not in said
+    one = tmp_path / "one.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(one))
+    done = runner.invoke(cli.app, ["upscale", str(one), "-o", str(tmp_path / "out.mkv"), "--scale", "2",
+                                   "--model", "bicubic", "--preset", "ultrafast"])
+    assert done.exit_code == 0, done.output
+    assert "1 frame," in done.stderr and "1 frames" not in done.stderr
