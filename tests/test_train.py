@@ -107,10 +107,10 @@ def test_degradations_are_real_and_of_every_kind():
     d23 = (compress_video(lr, "h264", 23) - lr).abs().mean()
     d40 = (compress_video(lr, "h264", 40) - lr).abs().mean()
     assert 0.002 < d23 < d40 < 0.2
-    for codec, q in (("hevc", 30), ("mpeg2", 8)):  # HEVC on frames smaller than one 64-pixel CTU
-        y = compress_video(lr[:, :, :30, :30], codec, q)
-        assert y.shape == (5, 3, 30, 30) and 0.001 < (y - lr[:, :, :30, :30]).abs().mean() < 0.2
-    assert "hevc" not in dict(DegradeConfig().codecs)  # not reproducible: see DegradeConfig.codecs
+    y = compress_video(lr[:, :, :30, :30], "mpeg2", 8)
+    assert y.shape == (5, 3, 30, 30) and 0.001 < (y - lr[:, :, :30, :30]).abs().mean() < 0.2
+    for _ in range(20):  # the same frames come back the same (frame-threaded decoding did not)
+        torch.testing.assert_close(compress_video(lr, "h264", 30), compress_video(lr, "h264", 30), rtol=0, atol=0)
     assert 0.001 < (compress_jpeg(lr, 40) - lr).abs().mean() < 0.2
     d = Degrader(4, DegradeConfig())
     rng = np.random.default_rng(0)
@@ -137,10 +137,12 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
 
 def test_realworld_training_with_flow_supervision_and_h264_validation(data, tmp_path):
     run = train(_cfg(data, tmp_path / "rw", steps=2, val_every=2, degrade="realworld", w_flow=0.02,
-                     val_degrade="bicubic,h264:23"))
+                     val_degrade="bicubic,h264:23", test=str(data / "val")))
     recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    val = [r for r in recs if "val" in r][-1]["val"]
-    assert {"gain_pan.mkv", "gain_pan.mkv@h264:23"} <= set(val)
+    last = [r for r in recs if "val" in r][-1]
+    assert {"gain_pan.mkv", "gain_pan.mkv@h264:23"} <= set(last["val"])
+    # the test split is logged beside validation (here the same clips: the same numbers)
+    assert last["test"]["gain_pan.mkv@h264:23"] == pytest.approx(last["val"]["gain_pan.mkv@h264:23"])
 
 
 def test_resume_gives_the_same_weights(data, tmp_path):

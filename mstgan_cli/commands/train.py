@@ -34,6 +34,8 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumed if it holds last.pt).")] = Path("runs/x4"),
     data: Annotated[Path, typer.Option(help="Training data: videos/ and photos/ below it.")] = Path("data/train"),
     val: Annotated[Path, typer.Option(help="Validation data (chooses the best checkpoint): videos/ below it.")] = Path("data/val"),
+    test: Annotated[Optional[Path], typer.Option(help="Test data: its videos/ are measured at every validation and "
+                                                      "logged as curves, never used to choose anything.")] = None,
     degrade: Annotated[str, typer.Option(help="Low-res input of training: 'realworld' (real H.264/HEVC/"
                                               "MPEG-2/JPEG encoders, blur, noise, resize kernels, clean "
                                               "bicubic kept as one case) or 'bicubic' (the protocol's).")] = "realworld",
@@ -92,7 +94,7 @@ def train_cmd(
         raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 1 or 2", 2)
     if degrade not in ("realworld", "bicubic"):
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
-    for p in (data, val):
+    for p in (data, val, *([test] if test else [])):
         if not p.is_dir():
             raise fail(f"data folder not found: {p}", 2)
     from ..train.loop import TrainConfig, train
@@ -100,6 +102,7 @@ def train_cmd(
     cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
                       degrade=degrade, val_degrade=val_degrade, w_flow=flow, max_speed=max_speed,
+                      test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,

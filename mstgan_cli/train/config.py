@@ -44,6 +44,8 @@ class TrainConfig:
                                  # "realworld" (train.degrade: real encoders, blur, noise, kernels)
     degrade_config: dict = field(default_factory=dict)  # overrides of DegradeConfig ("realworld")
     val_degrade: str = "bicubic"  # validation sets, comma-separated: bicubic, h264:CRF
+    test: str = ""               # a test split's videos/, measured (same sets) at every validation and
+                                 # logged beside it, never used to choose anything (empty: none)
     max_speed: float = 6.0       # virtual camera: fastest motion, HR pixels per frame
     fast_motion: float = 0.3     # virtual camera: share of fast windows
     threads: int = 0             # CPU threads (0: torch default)
@@ -54,7 +56,7 @@ class TrainConfig:
 # settings a resumed run may change (each (re)start records them in log.jsonl): where and how long it
 # runs, how often it is validated, and the length of the schedule (to extend a run); not what it learns from
 RESUMABLE_CHANGES = frozenset({"out", "data", "val", "cache", "threads", "max_minutes", "until", "ckpt_minutes",
-                               "steps", "val_every"})
+                               "steps", "val_every", "test"})
 
 
 def changed_settings(saved: dict, now: dict) -> dict:

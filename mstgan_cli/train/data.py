@@ -267,7 +267,7 @@ def _lands_inside(flow: torch.Tensor) -> torch.Tensor:
 
 
 def load_val_clips(root: Path, scale: int, max_frames: int = 40, cache: Path | None = None,
-                   degrade: str = "bicubic") -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+                   degrade: str = "bicubic", prefix: str = "val_") -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """Validation clips as (name, lr (N, 3, h, w), hr (N, 3, s*h, s*w)), HR cropped to a multiple of
     the scale. degrade: "bicubic" (antialiased bicubic) or "h264:CRF" (then x264 medium, yuv420p, at
     that CRF); names other than bicubic's carry it ("clip.mkv@h264:23"). Frames stay on the CPU."""
@@ -278,7 +278,7 @@ def load_val_clips(root: Path, scale: int, max_frames: int = 40, cache: Path | N
     for p in sorted((root / "videos").glob("*")):
         if p.suffix.lower() not in VIDEO_EXTS:
             continue
-        arr = _cached(cache, "val_" + p.stem, lambda p=p: read_video_rgb(p))[:max_frames]
+        arr = _cached(cache, prefix + p.stem, lambda p=p: read_video_rgb(p))[:max_frames]
         hr = _to_tensor(arr)
         h, w = hr.shape[-2:]
         hr = hr[..., : h - h % scale, : w - w % scale]

@@ -158,6 +158,9 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                             degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed)
     val_clips = [c for d in cfg.val_degrade.split(",")
                  for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip())]
+    test_clips = [c for d in cfg.val_degrade.split(",") if cfg.test
+                  for c in load_val_clips(Path(cfg.test), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
+                                          prefix="test_")]
     step, best = 0, None
     last = out / "last.pt"
     started = "init" if cfg.init else "fresh"
@@ -232,7 +235,10 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                 atomic_save({"config": gcfg.to_dict(), "state_dict": stage.eval_model().state_dict(),
                              "step": step, "val": v},
                             out / "best.pt")
-            emit({"step": step, "val": v, "best": is_best})
+            rec = {"step": step, "val": v, "best": is_best}
+            if test_clips:  # logged only: nothing is chosen on it
+                rec["test"] = validate(stage.eval_model(), test_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+            emit(rec)
             plot_curves(out)
             save(last)
             last_save = time.time()

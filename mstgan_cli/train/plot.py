@@ -48,13 +48,18 @@ def plot_curves(run: Path, out: Path | None = None) -> Path | None:
         for k in sorted(val[-1]["val"]):
             if k.startswith("gain"):
                 axes[1].plot(vs, [r["val"].get(k, float("nan")) for r in val], label=f"{k} (dB over bicubic)")
+        tests = [r for r in val if "test" in r]
+        for k in sorted(tests[-1]["test"]) if tests else []:
+            if k.startswith("gain_"):
+                axes[1].plot([r["step"] for r in tests], [r["test"].get(k, float("nan")) for r in tests], "--",
+                             label=f"test {k[5:]}")
         if "lpips" in val[-1]["val"]:
             ax2 = axes[1].twinx()
             ax2.plot(vs, [r["val"].get("lpips", float("nan")) for r in val], "k--", label="LPIPS")
             ax2.set_ylabel("LPIPS")
         axes[1].axhline(0, color="grey", lw=0.5)
         axes[1].set_xlabel("step")
-        axes[1].set_title("validation (PSNR-Y gain over bicubic)")
+        axes[1].set_title("validation" + (" and test (dashed)" if tests else "") + " (PSNR-Y gain over bicubic)")
         axes[1].legend(fontsize=8)
     fig.tight_layout()
     tmp = out.with_name("." + out.name)
