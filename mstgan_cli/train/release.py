@@ -19,7 +19,7 @@ log = logging.getLogger("mstgan_cli")
 def run_summary(run: Path, upto: int | None = None) -> dict:
     """Steps, wall hours and the training configuration of a run, from its log and config; only
     its first `upto` steps when given (a model started from that step of a run that went on)."""
-    steps, seconds, last_val, first = 0, 0.0, None, 0
+    steps, seconds, last_val, first, sources = 0, 0.0, None, 0, None
     log_file = run / "log.jsonl"
     if log_file.exists():
         prev = 0
@@ -34,12 +34,31 @@ def run_summary(run: Path, upto: int | None = None) -> dict:
             if "it_s" in rec and rec["it_s"] > 0:
                 seconds += (rec["step"] - prev) / rec["it_s"]
                 prev = rec["step"]
-            if "val" in rec:
+            if "sources" in rec:
+                sources = rec["sources"]
+            if "val" in rec and isinstance(rec["val"], dict):
                 last_val = rec["val"]
             steps = max(steps, rec.get("step", 0))
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     steps -= first  # a run begun from another run's checkpoint counts only its own steps
-    return {"steps": steps, "train_hours": round(seconds / 3600, 2), "last_val": last_val, "train_config": cfg}
+    out = {"steps": steps, "train_hours": round(seconds / 3600, 2), "last_val": last_val, "train_config": cfg}
+    if sources:
+        out["sources"] = sources
+    return out
+
+
+def trained_on(history: list[dict]) -> str:
+    """What the runs behind a model saw: its sources (as logged at their starts) and degradations."""
+    last = history[-1] if history else {}
+    tc = last.get("train_config", {})
+    src = last.get("sources")
+    what = (f"{tc.get('data', 'shared/data/train')}: {src['clips']} real clips + {src['photos']} photos "
+            "(clips made of them by a virtual camera)") if src else \
+        "shared/data/train of the time: 6 real clips + 42 photos (clips made of them by a virtual camera)"
+    deg = ("real-world degradations (train.degrade: H.264/MPEG-2/JPEG at random quality, blur, noise, "
+           "resize kernels; clean bicubic and bicubic + H.264 as cases)") if tc.get("degrade") == "realworld" \
+        else "antialiased bicubic downscaling"
+    return f"{what}; degradation: {deg}"
 
 
 def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: dict | None = None,
@@ -59,8 +78,7 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
         "params": count_params(model),
         "flops_per_pixel": flops_per_pixel(cfg),
         "precisions": PRECISIONS,
-        "trained_on": "shared/data/train: 6 real clips + 42 photos (synthetic camera motion); "
-                      "degradation: antialiased bicubic downscaling",
+        "trained_on": shipped.get("trained_on") if shipped else trained_on(history),
         "training": history,
         "checkpoint_step": shipped.get("checkpoint_step") if shipped else ck.get("step"),
         "metrics": metrics or {},
@@ -70,7 +88,24 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
     return meta
 
 
-def model_card(name: str, meta: dict, protocol: dict | None) -> str:
+def test_section(summary: dict) -> list[str]:
+    """Markdown lines of a model's test-split numbers (weights/NAME.test.json)."""
+    lines = ["", "## Quality on the test split", "",
+             f"`../shared/data/test` ({summary.get('clips', '?')} clips: its videos and a sub-pixel pan over each "
+             "photo; nothing trained, chose a checkpoint or calibrated on them), x4, fp32; from "
+             f"`{summary.get('source', '?')}` (`benchmarks/quality.py`). Gains are PSNR-Y over bicubic on the same "
+             "input; the temporal gain is the model against itself on windows holding only their centre frame.", "",
+             "| input | PSNR-Y | gain | worst clip | LPIPS | LPIPS / bicubic | tOF | tLP×100 | temporal gain |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for deg, r in summary.get("inputs", {}).items():
+        tg = r.get("temporal_gain")
+        lines.append(f"| {deg} | {r['psnr_y']:.2f} | {r['gain']:+.2f} | {r['worst_clip_gain']:+.2f} | "
+                     f"{r['lpips']:.4f} | {r['lpips_ratio']:.2f}x | {r['tof']:.3f} | {100 * r['tlp']:.3f} | "
+                     + ("-" if tg is None else f"{tg:+.2f}") + " |")
+    return lines
+
+
+def model_card(name: str, meta: dict, protocol: dict | None, test: dict | None = None) -> str:
     """The model card (markdown) of shipped weights: what it is, cost, training, measured quality."""
     fl = meta["flops_per_pixel"]
     lines = [f"# {name}", "", meta.get("description", ""), "",
@@ -88,10 +123,13 @@ def model_card(name: str, meta: dict, protocol: dict | None) -> str:
                      f"{h['train_hours']} h on 2 CPU cores (no GPU was available), peak lr {tc.get('lr', '?')}"
                      + (f", initialised from `{tc['init']}`" if tc.get("init") else ""))
     lines.append(f"- shipped checkpoint: step {meta.get('checkpoint_step')}")
+    lines += test_section(test) if test else ["", "## Quality on the test split", "", "Not measured yet."]
     if protocol:
         n = protocol.get("max_frames")
         frames = f"the first {n} frames of each" if n else "every frame"
-        lines += ["", "## Measured quality", "",
+        lines += ["", "## On the validation clips", "",
+                  "These clips chose the checkpoint (and calibrated INT8), so they flatter it: the numbers "
+                  "show what selection saw, not the quality to expect.", "",
                   f"On the validation clips ({frames}), `python tools/ship_weights.py {name}`, i.e. "
                   f"`mstgan eval --protocol x{protocol['scale']} ../shared/data/val/videos/*.mkv"
                   + (f" -n {n}" if n else "") + "`:", "", protocol_markdown(protocol)]
@@ -114,6 +152,8 @@ def ship(checkpoint: Path, name: str, kind: str, description: str, runs: list[Pa
     meta = release(checkpoint, path, kind, description, runs=runs,
                    metrics={"protocol": {"mean": strict["mean"],
                                          "clips": {c["name"]: c["methods"] for c in strict["clips"]}}})
-    (weights / f"{name}.md").write_text(model_card(name, meta, protocol))
+    tj = weights / f"{name}.test.json"
+    (weights / f"{name}.md").write_text(model_card(name, meta, protocol,
+                                                   json.loads(tj.read_text()) if tj.is_file() else None))
     (weights / f"{name}.protocol.json").write_text(json.dumps(strict, indent=1))
     return meta
