@@ -5,12 +5,13 @@ print (``models``, ``--version``), never chatter.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from .omp import prefer_passive_waits
 
@@ -31,11 +32,35 @@ from .commands.common import stderr
 from .errors import MstganError, exit_codes_text
 from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, RuntimeTuning, Target,
                       UpscaleOptions, parse_device)
-from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
 from .options import STREAM_FORMATS
-from .pipeline import Progress as PipelineProgress
-from .pipeline import upscale_file
-from .plan import list_models
+
+if TYPE_CHECKING:
+    from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
+    from .pipeline import Progress as PipelineProgress
+    from .pipeline import upscale_file
+    from .plan import list_models
+
+# The library half of the command (archive, pipeline, plan) imports torch, seconds on a busy
+# machine: its names are imported on first use (module __getattr__), so `mstgan --version` and
+# `--help` start at once. Inside this module they are reached through _lib(name), which also
+# sees a name a test set on the module.
+_LAZY = {"FileRecord": ".archive", "FolderOptions": ".archive", "FolderResult": ".archive",
+         "Shard": ".archive", "upscale_folder": ".archive", "upscale_file": ".pipeline",
+         "PipelineProgress": ".pipeline", "list_models": ".plan"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __package__),
+                    "Progress" if name == "PipelineProgress" else name)
+    globals()[name] = value
+    return value
+
+
+def _lib(name: str) -> Any:
+    """A library name of :data:`_LAZY`, imported if it is not yet."""
+    return getattr(sys.modules[__name__], name)
 
 stdout = Console()
 log = logging.getLogger("mstgan_cli")
@@ -144,7 +169,7 @@ class _Bar:
 
     def __call__(self, p: PipelineProgress) -> None:
         stage = f"{self.label} {p.stage}" if self.label else p.stage
-        p = PipelineProgress(stage, p.frames, p.total, p.elapsed)
+        p = _lib("PipelineProgress")(stage, p.frames, p.total, p.elapsed)
         if self.task is None:
             self.task = self.bar.add_task(p.stage, total=p.total, fps=0.0)
         total = max(p.total, p.frames) if p.total else None
@@ -216,15 +241,15 @@ def upscale(
                 raise ValueError("a folder cannot go to stdout; give -o OUT_FOLDER")
             here = input.resolve()
             out = output or here.parent / f"{here.name}_{options.size_label}"
-            folder = FolderOptions(out=out, globs=tuple(glob or ()), report=report,
-                                   shard=Shard.parse(shard) if shard else None)
+            folder = _lib("FolderOptions")(out=out, globs=tuple(glob or ()), report=report,
+                                           shard=_lib("Shard").parse(shard) if shard else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if folder is not None:
         return _upscale_folder(input, options, folder, quiet)
     try:
         with _Bar(enabled=not quiet and stderr.is_terminal) as bar:
-            result = upscale_file(input, options, progress=bar)
+            result = _lib("upscale_file")(input, options, progress=bar)
     except MstganError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt as exc:
@@ -255,7 +280,7 @@ def _upscale_folder(root: Path, options: UpscaleOptions, folder: FolderOptions, 
                 if rec.status == "running":
                     bar.next_file(f"[{i + 1}/{n}] {rec.input}")
                     log.info("[%d/%d] %s", i + 1, n, rec.input)
-            result = upscale_folder(root, options, folder, progress=bar, on_file=on_file)
+            result = _lib("upscale_folder")(root, options, folder, progress=bar, on_file=on_file)
     except MstganError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt as exc:
@@ -304,7 +329,7 @@ def models(
 ) -> None:
     """List the shipped model weights and the built-in baselines."""
     try:
-        rows = list_models()
+        rows = _lib("list_models")()
     except MstganError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     if as_json:
