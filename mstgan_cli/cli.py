@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from .omp import prefer_passive_waits
 
-prefer_passive_waits()  # before anything below imports torch: OpenMP reads it once, at load
-
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -408,7 +406,12 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Console-script entry point. SIGTERM is handled like Ctrl-C (clean up, then exit)."""
+    """Console-script entry point. SIGTERM is handled like Ctrl-C (clean up, then exit).
+
+    The command, not the library, decides how OpenMP threads wait: passive, unless the user chose
+    (:mod:`mstgan_cli.omp`). Set here, before any command imports torch (this module imports it
+    only on first use), since OpenMP reads it once, when torch loads it."""
+    prefer_passive_waits()
     try:
         signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (embedded use)

@@ -28,14 +28,25 @@ def test_plain_torch_spins_at_barriers_so_the_command_must_change_it():
     assert _openmp_settings("import torch")["GOMP_SPINCOUNT"] != "0"
 
 
+# the command's entry point running a command that loads torch (importing the module changes nothing)
+COMMAND = "import sys; from mstgan_cli.cli import main; sys.argv = ['mstgan', 'models', '--json']; main()"
+
+
 def test_the_command_loads_openmp_with_passive_waits():
-    s = _openmp_settings("import mstgan_cli.cli")
+    s = _openmp_settings(COMMAND)
     assert s["GOMP_SPINCOUNT"] == "0"
 
 
+def test_importing_the_cli_changes_no_environment():
+    code = "import os, mstgan_cli.cli; print('OMP_WAIT_POLICY' in os.environ)"
+    clean = {k: v for k, v in os.environ.items() if k not in USER_CHOICES}
+    res = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]
+
+
 def test_a_wait_setting_of_the_user_is_kept():
-    assert _openmp_settings("import mstgan_cli.cli", GOMP_SPINCOUNT="300000")["GOMP_SPINCOUNT"] == "300000"
-    assert _openmp_settings("import mstgan_cli.cli", OMP_WAIT_POLICY="active")["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert _openmp_settings(COMMAND, GOMP_SPINCOUNT="300000")["GOMP_SPINCOUNT"] == "300000"
+    assert _openmp_settings(COMMAND, OMP_WAIT_POLICY="active")["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_nothing_is_set_once_torch_is_loaded():
