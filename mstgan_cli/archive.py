@@ -40,7 +40,7 @@ from .identity import settings, settings_hash, source_fingerprint
 from .media.encode import READ_ONLY_SUFFIXES
 from .options import UpscaleOptions
 from .pipeline import ProgressCallback, UpscaleResult, upscale_file
-from .plan import UpscalerFactory, upscaler_factory
+from .plan import UpscalerFactory, folder_problem, upscaler_factory
 from .runtime.upscaler import FrameUpscaler
 
 log = logging.getLogger("mstgan_cli")
@@ -226,6 +226,8 @@ def upscale_folder(root: str | os.PathLike[str], options: UpscaleOptions, folder
     chosen = [r for r in everything if folder.shard is None or folder.shard.takes(r)]
     try:
         folder.out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
+        raise OutputError(folder_problem(folder.out)) from exc
     except OSError as exc:
         raise OutputError(f"cannot create {folder.out}: {exc.strerror or exc}") from exc
     if folder.shard is not None:

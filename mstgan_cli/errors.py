@@ -77,6 +77,9 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def exit_codes_text() -> str:
-    """The table above as one line: '0 done ..., 2 bad input ..., ...'."""
-    return "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+def exit_codes_text(codes: tuple[int, ...] | None = None, says: dict[int, str] | None = None) -> str:
+    """The table above as one line: '0 done ..., 2 bad input ..., ...'; only ``codes`` (those a
+    command can exit with) when given, with ``says`` replacing an entry's words."""
+    says = says or {}
+    return "; ".join(f"{code} {says.get(code, what)}" for code, what in EXIT_CODES.items()
+                     if codes is None or code in codes)

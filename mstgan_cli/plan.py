@@ -166,7 +166,19 @@ def check_output(input_path: Path, output: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot tell the container from {output.name!r}; end it in .mp4, .mkv, ...")
     folder = output.parent
     if not folder.is_dir():
-        raise OutputError(f"the output folder does not exist: {folder}")
+        raise OutputError(folder_problem(folder))
+
+
+def folder_problem(folder: Path) -> str:
+    """Why ``folder`` (which is not a folder) cannot take an output: it or a folder above it is a
+    file, or it does not exist."""
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if above.is_dir():
+                break
+            what = "the output folder" if above == folder else f"the output folder {folder}"
+            return f"{what} cannot be made: {above} is a file, not a folder"
+    return f"the output folder does not exist: {folder}"
 
 
 def output_colour(source: Colour, out_height: int) -> Colour:

@@ -8,8 +8,8 @@ import typer
 
 from ..errors import MstganError
 from ..options import Backend, Precision
-from .common import (EXIT_CODES, bar, check_scale, enum_list, fail, interrupted_code, say, setup_logging,
-                     split_list, stderr)
+from .common import (bar, check_scale, enum_list, fail, interrupted_code, say, setup_logging,
+                     split_list, stderr, exit_codes_epilog)
 
 BENCH_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -23,7 +23,11 @@ BENCH_EPILOG = (
     "resident memory sampled during the stage; CUDA peak = max_memory_allocated.\n\n"
     "[bold]Backends[/bold]: eager (PyTorch), compile (on the CPU ahead-of-time packages, built "
     "once per model and precision and then loaded; on CUDA torch.compile), tensorrt (CUDA, the "
-    "[tensorrt] extra). A configuration's first build is not timed.\n\n" + EXIT_CODES
+    "\\[tensorrt] extra). A configuration's first build is not timed.\n\n"
+    + exit_codes_epilog((0, 1, 2, 4, 5, 6, 64, 130, 143),
+                        {0: "every configuration measured",
+                         1: "some configurations failed (each named in the table), the rest measured",
+                         2: "bad input (INPUT missing, unreadable or without frames; an odd --size)"})
 )
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, TypeVar
@@ -22,6 +23,11 @@ T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
 
 EXIT_CODES = f"[bold]Exit codes[/bold]: {escape(exit_codes_text())}."
+
+
+def exit_codes_epilog(codes: tuple[int, ...], says: dict[int, str] | None = None) -> str:
+    """The "Exit codes" line of one command's help: only the codes it exits with."""
+    return f"[bold]Exit codes[/bold]: {escape(exit_codes_text(codes, says))}."
 
 try:  # typer >= 0.2x carries its own click
     from typer._click.exceptions import UsageError
@@ -55,7 +61,33 @@ class CommandGroup(TyperGroup):
 def _as_usage(exc: UsageError) -> UsageError:
     if not isinstance(exc, NoArgsIsHelpError):
         exc.exit_code = EXIT_USAGE
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = plain_message(exc.message)
     return exc
+
+
+# Typer checks option values with pydantic and passes its wording on ("Value error, ...",
+# "Input should be greater than or equal to 1"): said as a sentence about the option instead
+_PYDANTIC_WORDING = (
+    (re.compile(r"^Value error, (.*?)\.?$", re.S), r"\1"),
+    (re.compile(r"^Input should be greater than or equal to (\S+)$"), r"must be at least \1"),
+    (re.compile(r"^Input should be less than or equal to (\S+)$"), r"must be at most \1"),
+    (re.compile(r"^Input should be greater than (\S+)$"), r"must be more than \1"),
+    (re.compile(r"^Input should be less than (\S+)$"), r"must be less than \1"),
+    (re.compile(r"^Input should be a valid integer.*$", re.S), "must be a whole number"),
+    (re.compile(r"^Input should be a valid number.*$", re.S), "must be a number"),
+    (re.compile(r"^Input should be a valid boolean.*$", re.S), "must be true or false"),
+    (re.compile(r"^Input should be (.*)$", re.S), r"must be \1"),
+)
+
+
+def plain_message(message: str) -> str:
+    """A usage error's text without the validation library's jargon:
+    'Input should be greater than or equal to 1' -> 'must be at least 1'."""
+    for pattern, replacement in _PYDANTIC_WORDING:
+        if pattern.match(message):
+            return pattern.sub(replacement, message, count=1)
+    return message
 
 
 class Terminated(KeyboardInterrupt):

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import MstganError
 from ..options import Precision
-from .common import EXIT_CODES, bar, check_scale, fail, interrupted_code, say, setup_logging, split_list
+from .common import bar, check_scale, exit_codes_epilog, fail, interrupted_code, say, setup_logging, split_list
 
 COMPARE_EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -18,7 +18,11 @@ COMPARE_EPILOG = (
     "    → only that part of each frame (x,y,w,h in input pixels), as in the paper's figures\n\n"
     "  [cyan]mstgan compare in.mp4 --at 2 --video split.mp4 --max-frames 100[/cyan]\n"
     "    → also a video: left half bicubic, right half MST-GAN\n\n"
-    "INPUT is the low-resolution source; every column upscales it. " + EXIT_CODES
+    "INPUT is the low-resolution source; every column upscales it.\n\n"
+    + exit_codes_epilog((0, 2, 3, 4, 5, 6, 64, 130, 143),
+                        {0: "collage (and video) written",
+                         2: "bad input (missing, not a video, a time past its end, a region outside it)",
+                         3: "the output folder does not exist or cannot be written"})
 )
 
 
@@ -55,6 +59,11 @@ def compare_cmd(
         raise typer.BadParameter("give at least one time, e.g. --at 3,4,5,6", param_hint="--at")
     box = _region(region)
     png = output or input.resolve().parent / f"{input.name if input.is_dir() else input.stem}_compare.png"
+    for written in (png, video):
+        if written is not None and not written.parent.is_dir():  # before any model runs
+            from ..plan import folder_problem
+
+            raise fail(folder_problem(written.parent), 3)
     try:
         columns = default_columns(scale, model, others, device, precision.value)
         built = {label: factory() for label, factory in columns.items()}
