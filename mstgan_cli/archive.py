@@ -115,6 +115,8 @@ class FileRecord:
     segments: int = 0
     resumed: int = 0
     integrity: dict[str, Any] | None = None
+    model: str | None = None  # the model that ran ("mstgan-x4-gan"; the settings hold what was asked)
+    missing_frames: int = 0  # frames an incomplete input's container promised beyond its end
 
 
 @dataclass
@@ -255,6 +257,7 @@ def upscale_folder(root: str | os.PathLike[str], options: UpscaleOptions, folder
         if previous is not None:
             rec.status, rec.frames = "skipped", int(previous.get("frames") or 0)
             rec.integrity = previous.get("integrity")
+            rec.model, rec.missing_frames = previous.get("model"), int(previous.get("missing_frames") or 0)
             if on_file:
                 on_file(rec, i, len(result.records))
             continue
@@ -272,7 +275,8 @@ def upscale_folder(root: str | os.PathLike[str], options: UpscaleOptions, folder
                 st = dst.stat()
                 _write_json(state, {"settings": wanted, "source": source_fingerprint(src),
                                     "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                    "frames": res.frames, "integrity": rec.integrity})
+                                    "frames": res.frames, "integrity": rec.integrity,
+                                    "model": res.model, "missing_frames": res.missing_frames})
         except KeyboardInterrupt:
             rec.status, rec.error, rec.exit_code = "interrupted", "interrupted", 130
             _prune(dst.parent, folder.out)
@@ -316,6 +320,7 @@ def _record(rec: FileRecord, res: UpscaleResult) -> None:
     rec.fps = round(res.frames / res.seconds, 2) if res.seconds > 0 else 0.0
     rec.segments, rec.resumed = res.segments, res.resumed
     rec.integrity = res.integrity.to_dict() if res.integrity else None
+    rec.model, rec.missing_frames = res.model, res.missing_frames
 
 
 def _now() -> str:

@@ -214,7 +214,7 @@ def upscale(
 
     Keeps frame count, timestamps (VFR too), audio, subtitles, chapters, metadata and colour.
     """
-    _setup_logging(quiet, verbose)
+    _setup_logging(quiet, verbose, jobs=True)
     if scale is not None and target is not None:
         raise typer.BadParameter("give --scale or --target, not both", param_hint="--scale/--target")
     is_folder = input.is_dir()
@@ -266,6 +266,13 @@ def upscale(
                      f"{w}x{h}, in {result.seconds:.1f}s", highlight=False, soft_wrap=True)
 
 
+def _frames_cell(r: FileRecord) -> str:
+    """'24', '13 (11 missing)' for an incomplete input, '-' for none."""
+    if not r.frames:
+        return "-"
+    return f"{r.frames} ({r.missing_frames} missing)" if r.missing_frames else str(r.frames)
+
+
 def _count(n: int, noun: str) -> str:
     """``1 frame``, ``2 frames``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -307,7 +314,7 @@ def _summary(result: FolderResult, folder: FolderOptions) -> None:
         check = "-" if r.integrity is None else ("ok" if r.integrity.get("ok") else "FAILED")
         colour = colours.get(r.status, "")
         table.add_row(escape(r.input), f"[{colour}]{r.status}[/{colour}]" if colour else r.status,
-                      str(r.frames or "-"), f"{r.seconds:.1f}" if r.seconds else "-",
+                      _frames_cell(r), f"{r.seconds:.1f}" if r.seconds else "-",
                       f"{r.fps:.1f}" if r.fps else "-", check, escape(r.error or ""))
     stderr.print(table)
     counts = ", ".join(f"{result.count(s)} {s}" for s in ("done", "skipped", "not needed", "failed")

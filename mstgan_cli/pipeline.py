@@ -38,17 +38,21 @@ from .options import UpscaleOptions
 from .pipes import StdinSource, intermediate_suffix, side_streams, stream_encode
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
                    is_stdout, output_colour, plan_size, upscaler_factory)
-from .runtime.upscaler import FrameUpscaler
+from .plan import ResampleOnly
+from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 from .stages import LowResFrame, Stages, to_array, to_tensor
 
 log = logging.getLogger("mstgan_cli")
+# one line per job naming the input, output size and model: the command shows it at its default
+# verbosity (this logger's level INFO), where the rest of the library's info lines need -v
+job_log = logging.getLogger("mstgan_cli.job")
 
 __all__ = ["Progress", "ProgressCallback", "UpscaleResult", "to_array", "to_tensor", "upscale_file"]
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report. ``stage`` is "upscaling" (frames counting up) or "muxing"."""
+    """A progress report. ``stage`` is "upscaling" (frames counting up), "muxing", then "done"."""
 
     stage: str
     frames: int
@@ -89,6 +93,7 @@ class UpscaleResult:
     segments: int = 0
     resumed: int = 0
     missing_frames: int = 0
+    model: str | None = None  # the model that ran: "mstgan-x4-gan", "bicubic", a checkpoint path
 
 
 @dataclass
@@ -130,6 +135,7 @@ class _Job:
         self.total = info.video.estimated_frames
         self.started = time.monotonic()
         self._last_report = 0.0
+        self.announcement: str | None = None  # said once, when the first frame is there
 
     def reserve(self) -> None:
         """Create the temporary names now, so an unwritable folder fails before any work. Each
@@ -185,6 +191,9 @@ class _Job:
         v = self.info.video
 
         def open_encoder(src_size: tuple[int, int]) -> VideoEncoder:
+            if self.announcement:  # (an input with no frame is one error line, nothing else)
+                job_log.info("%s", self.announcement)
+                self.announcement = None
             colour = output_colour(v.colour, self.size.size[1])
             plan = self.enc_plan
             log.info("encoding %dx%d %s %s (%s, %s range)", *self.size.size, plan.codec,
@@ -444,9 +453,10 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     check_model_scale(size, upscaler, options)
     if hasattr(upscaler, "expect"):  # lets --backend auto compile the model for long jobs
         upscaler.expect(info.video.estimated_frames, info.video.height, info.video.width)
-    log.info("%s: %dx%d -> %dx%d, model x%d", src.name, *info.video.display_size, *size.size,
-             upscaler.scale)
+    model = model_name(upscaler, options.model)
     job = _Job(info, options, output, size, enc_plan, progress)
+    job.announcement = "{}: {}x{} -> {}x{} with {}{}".format(
+        src.name, *info.video.display_size, *size.size, model, _how(upscaler))
     if not to_stdout:
         remove_stale(output)
     job.reserve()
@@ -479,9 +489,32 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
         job.cleanup()
         if done is not None and done.work is not None:
             done.work.release()
+    job.report("done", force=True)
     return UpscaleResult(src, output, len(done.pts), done.bad_frames, size.size,
                          int(upscaler.scale), time.monotonic() - started, integrity=report,
-                         segments=done.segments, resumed=done.resumed, missing_frames=missing)
+                         segments=done.segments, resumed=done.resumed, missing_frames=missing,
+                         model=model)
+
+
+def model_name(upscaler: FrameUpscaler, asked: str) -> str:
+    """The name of what ``upscaler`` runs: a shipped model's own name, a baseline's, else what
+    was asked for."""
+    name = getattr(upscaler, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(upscaler, InterpolationUpscaler):
+        return upscaler.mode
+    if isinstance(upscaler, ResampleOnly):
+        return "lanczos"
+    return asked
+
+
+def _how(upscaler: FrameUpscaler) -> str:
+    """' (x4, fp32 eager on cpu)' for a model, ' (x2)' for a baseline."""
+    parts = [str(getattr(upscaler, k)) for k in ("precision", "backend") if getattr(upscaler, k, None)]
+    device = getattr(upscaler, "device", None)
+    return f" (x{upscaler.scale}" + (f", {' '.join(parts)}" if parts else "") + \
+        (f" on {device}" if device is not None else "") + ")"
 
 
 def _stdout_is_terminal() -> bool:

@@ -116,9 +116,11 @@ def enum_list(value: str, kind: type[E], what: str) -> list[E]:
         raise typer.BadParameter(f"{exc.message}; use {', '.join(k.value for k in kind)}") from None
 
 
-def setup_logging(quiet: bool, verbose: int) -> None:
-    """Warnings (or more with -v/-vv, only errors with -q) to stderr through rich."""
+def setup_logging(quiet: bool, verbose: int, jobs: bool = False) -> None:
+    """Warnings (or more with -v/-vv, only errors with -q) to stderr through rich; ``jobs``: also
+    the one line per upscale job naming its input, output size and model (unless -q)."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.getLogger("mstgan_cli.job").setLevel(logging.INFO if jobs and not quiet else logging.NOTSET)
     handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False,
                           rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
