@@ -171,3 +171,33 @@ def test_default_verbosity_names_model_and_size_and_the_bar_ends_done(tmp_path: 
     upscale_file(src, opts(tmp_path, "c.mp4", scale=2), bicubic, reports.append)
     stages = [r.stage for r in reports]
     assert stages[-1] == "done" and "muxing" in stages and reports[-1].frames == 3, stages
+
+
+def test_stream_to_mp4_takes_audio_it_cannot_hold_as_stored(tmp_path: Path) -> None:
+    """`-o - --format mp4` with WMA (which no MP4 holds) next to Opus, from a file and from stdin:
+    the WMA track is re-encoded to AAC with a warning, Opus copied, exit 0 (the one attempt a pipe
+    gets used to fail with exit code 4, "Could not write header"; issue 20, defect 4)."""
+    import av
+
+    from conftest import ffmpeg, packets_md5
+
+    src = tmp_path / "wma.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=48000", "-f", "lavfi", "-i", "sine=frequency=300",
+           "-map", "0", "-map", "1", "-map", "2", "-frames:v", "6", "-t", "0.24", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-c:a:0", "wmav2", "-c:a:1", "libopus", str(src))
+    for from_stdin in (False, True):
+        args = [sys.executable, "-m", "mstgan_cli", "upscale", "-" if from_stdin else str(src), "-o", "-",
+                "--format", "mp4", "--scale", "2", "--model", "bicubic", "--preset", "ultrafast"]
+        with open(src, "rb") as stdin:
+            proc = subprocess.run(args, stdin=stdin if from_stdin else subprocess.DEVNULL,
+                                  capture_output=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "re-encoded to aac" in proc.stderr.decode()
+        out = tmp_path / f"piped{int(from_stdin)}.mp4"
+        out.write_bytes(proc.stdout)
+        with av.open(str(out)) as c:
+            assert [(s.type, s.codec_context.name) for s in c.streams] == [
+                ("video", "h264"), ("audio", "aac"), ("audio", "opus")]
+        assert packets_md5(out, "a:1") == packets_md5(src, "a:1")  # Opus copied bit for bit
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["piped0.mp4", "piped1.mp4", "wma.mkv"]

@@ -37,6 +37,8 @@ _TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "t
 # or, in older FFmpeg, Opus/FLAC into .mp4); elsewhere such a stream is left out.
 _AUDIO_FALLBACK = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".3gp": "aac", ".ts": "aac",
                    ".m2ts": "aac", ".mts": "aac", ".flv": "aac", ".webm": "libopus"}
+# A file suffix of each stream format's muxer, for trying its audio in a scratch file.
+_STREAM_SUFFIXES = {"mp4": ".mp4", "mpegts": ".ts", "nut": ".nut", "matroska": ".mkv"}
 # Outputs whose muxer (MPEG-TS, MPEG-PS) delays timestamps unless told not to.
 MPEG_SYSTEM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".m2t", ".mpg", ".mpeg", ".vob", ".m2p"})
 
@@ -150,9 +152,25 @@ def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None 
         if lost:
             log.warning("%s streams carry no %s; left out %d stream(s): %s", fmt,
                         "/".join(sorted(drop)) or "other streams", len(lost), _names(lost))
-        ffmpeg.run(remux_args(video_file, info, dest, drop=drop, others=others, fmt=fmt),
+        # a pipe cannot be retried: audio the format refuses as stored is found first (a packet
+        # of each into a scratch file beside the video) and re-encoded or left out, as for files
+        encode_audio: dict[int, str] = {}
+        skip: frozenset[int] = frozenset()
+        suffix = _STREAM_SUFFIXES.get(fmt)
+        if suffix and "audio" in kinds and any(s.kind == "audio" for s in info.other_streams):
+            encode_audio, skip = _audio_plan(info, video_file.with_name(f"audio-check{suffix}"), others)
+        if encode_audio:
+            log.warning("%s streams cannot hold %s as stored; re-encoded to %s", fmt,
+                        _names(tuple(s for s in info.other_streams if s.index in encode_audio)),
+                        "/".join(sorted(set(encode_audio.values()))))
+        skipped = tuple(s for s in info.other_streams if s.index in skip and s not in lost)
+        if skipped:
+            log.warning("%s streams cannot hold these as stored nor re-encoded; left out %d "
+                        "stream(s): %s", fmt, len(skipped), _names(skipped))
+        ffmpeg.run(remux_args(video_file, info, dest, drop=drop, others=others, fmt=fmt,
+                              encode_audio=encode_audio, skip=skip),
                    "muxing to stdout", pass_stdout=True)
-        return lost
+        return lost + skipped
     attempts: list[tuple[frozenset[str], bool]] = [
         (frozenset(), False),
         (frozenset({"data", "attachment"}), True),
