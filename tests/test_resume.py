@@ -94,6 +94,20 @@ def options(out: Path, **kw) -> UpscaleOptions:
     return UpscaleOptions(output=out, scale=2, encode=LOSSLESS, **kw)
 
 
+def _kill_once(proc: subprocess.Popen, ready) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (within 120 s, the process still running);
+    skip the test when it finished before the kill."""
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:  # pragma: no cover - it finished before the kill
+        pytest.skip("the run finished before it could be killed")
+
+
 def test_plan_cuts_at_keyframes_with_context_from_the_keyframe_before(long_clip) -> None:
     info = probe(long_clip)
     index = packet_index(long_clip, info.video.index, info.video.time_base)
@@ -193,15 +207,7 @@ def test_sigkill_mid_file_then_the_same_command_resumes(slow_clip, tmp_path: Pat
     out = tmp_path / "out.mkv"
     marker = tmp_path / ".out.mkv.mstgan-work" / "seg-00001.json"
     proc = subprocess.Popen(command(out, "1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if proc.returncode != -signal.SIGKILL:  # pragma: no cover - it finished before the kill
-        pytest.skip("the run finished before it could be killed")
+    _kill_once(proc, marker.exists)
     assert not out.exists()
     again = subprocess.run(command(out, "1"), capture_output=True, timeout=300, check=False,
                            env={**os.environ, "COLUMNS": "200"})
@@ -241,15 +247,8 @@ def test_sigkill_of_a_one_pass_job_leaves_nothing_the_next_run_keeps(slow_clip, 
     command = [sys.executable, "-m", "mstgan_cli", "upscale", str(slow_clip), "-o", str(out),
                "--scale", "2", "--model", "bicubic", "--lossless", "--segment-seconds", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not any(p.name.endswith(".video.mkv") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if proc.returncode != -signal.SIGKILL:  # pragma: no cover - it finished before the kill
-        pytest.skip("the run finished before it could be killed")
+    _kill_once(proc, lambda: any(p.name.endswith(".video.mkv") and p.stat().st_size > 0
+                                 for p in tmp_path.iterdir()))
     stale = hidden(tmp_path)
     assert len(stale) >= 2 and all(".mstgan-" in name for name in stale)
     live = tmp_path / ".out.mstgan-1-abcdef.video.mkv"  # a job still at work: its lock is held
