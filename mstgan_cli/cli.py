@@ -28,7 +28,7 @@ from .commands.common import CommandGroup, Terminated, check_scale, interrupted_
 from .commands.common import setup_logging as _setup_logging
 from .commands.common import stderr
 from .errors import MstganError, exit_codes_text
-from .options import (DEFAULT_MODEL, Backend, EncodeSettings, Precision, RuntimeTuning, Target,
+from .options import (DEFAULT_MODEL, Backend, Deinterlace, EncodeSettings, Precision, RuntimeTuning, Target,
                       UpscaleOptions, parse_device)
 from .options import STREAM_FORMATS
 
@@ -197,6 +197,7 @@ def upscale(
     preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, e.g. slow, medium, fast \\[default: medium].", rich_help_panel="Encoding")] = None,
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format \\[default: yuv420p, or yuv420p10le for a 10-bit source].", rich_help_panel="Encoding")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless output: FFV1 in .mkv (4:4:4), or the codec's lossless mode (h264/hevc/vp9).", rich_help_panel="Encoding")] = False,
+    deinterlace: Annotated[Deinterlace, typer.Option("--deinterlace", help="Interlaced sources (DVD, broadcast): auto weaves the fields of pictures the stream flags interlaced into full frames with bwdif (said once); bwdif does every picture, flagged or not; off upscales the woven fields as they are. Frame count and times stay.", rich_help_panel="Input")] = Deinterlace.AUTO,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace the output if it exists (in a folder: outputs that are not verified results of these settings).")] = False,
     stream_format: Annotated[str, typer.Option("--format", "-f", help=f"Stream format for [cyan]-o -[/cyan]: {', '.join(STREAM_FORMATS)}.", rich_help_panel="Pipes and folders")] = "matroska",
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0, help="Long files are upscaled in resumable segments of about this length; 0 never splits.", rich_help_panel="Pipes and folders")] = 60.0,
@@ -232,7 +233,8 @@ def upscale(
             output=None if is_folder else output, scale=scale, target=_parse_target(target),
             model=model, precision=precision, backend=backend, device=device, window=window, batch=batch, tile=tile,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
-            overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format, tuning=tuning)
+            overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format, tuning=tuning,
+            deinterlace=deinterlace)
         folder = None
         if is_folder:
             if output is not None and str(output) == "-":

@@ -54,7 +54,12 @@ def settings(options: UpscaleOptions) -> dict[str, Any]:
             "target": None if target is None else [target.width, target.height,
                                                    target.follow_orientation],
             "window": options.window, "precision": options.precision.value,
-            "encode": asdict(options.encode)}
+            "encode": asdict(options.encode), **_deinterlace(options)}
+
+
+def _deinterlace(options: UpscaleOptions) -> dict[str, str]:
+    # only where it is not the default, so the names of settings from before it existed stay
+    return {} if options.deinterlace.value == "auto" else {"deinterlace": options.deinterlace.value}
 
 
 def settings_hash(options: UpscaleOptions) -> str:

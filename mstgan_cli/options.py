@@ -21,6 +21,20 @@ class Precision(str, Enum):
     INT8 = "int8"
 
 
+class Deinterlace(str, Enum):
+    """What to do with interlaced pictures (two fields woven into one frame: DVD, broadcast).
+
+    ``auto`` weaves the fields of pictures the stream flags interlaced into full frames with
+    ``bwdif`` and passes progressive ones as they are; ``bwdif`` deinterlaces every picture,
+    flagged or not (for sources that are interlaced but say they are not); ``off`` upscales each
+    picture as it is stored, fields and all (with a warning on a source flagged interlaced).
+    The frame count and every frame's time stay those of the stored pictures."""
+
+    AUTO = "auto"
+    OFF = "off"
+    BWDIF = "bwdif"
+
+
 class Backend(str, Enum):
     """What runs the model: PyTorch as written, Inductor (ahead-of-time packages on the CPU,
     torch.compile on CUDA), or TensorRT (CUDA, an extra).
@@ -146,8 +160,15 @@ class UpscaleOptions:
     segment_seconds: float = 60.0  # long files go in resumable segments of about this length; 0: never
     stream_format: str = "matroska"  # what ``output == "-"`` writes: matroska, nut, mpegts, mp4, yuv4mpegpipe
     tuning: RuntimeTuning = field(default_factory=RuntimeTuning)  # how, not what (not in the settings hash)
+    deinterlace: Deinterlace = Deinterlace.AUTO  # interlaced pictures: auto, off, bwdif
 
     def __post_init__(self) -> None:
+        if not isinstance(self.deinterlace, Deinterlace):  # a plain string from Python callers
+            try:
+                object.__setattr__(self, "deinterlace", Deinterlace(str(self.deinterlace).lower()))
+            except ValueError:
+                raise ValueError(f"unknown deinterlace mode {self.deinterlace!r}; use auto, off "
+                                 "or bwdif") from None
         if self.segment_seconds < 0:
             raise ValueError("segment length must be 0 (no segments) or more seconds")
         if self.stream_format not in STREAM_FORMATS:

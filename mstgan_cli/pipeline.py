@@ -34,7 +34,7 @@ from .media.encode import EncoderPlan, VideoEncoder, plan_encoder
 from .media.join import join_segments
 from .media.probe import MediaInfo, StreamInfo, count_packets, packet_index, probe
 from .media.remux import remux
-from .options import UpscaleOptions
+from .options import Deinterlace, UpscaleOptions
 from .pipes import StdinSource, intermediate_suffix, side_streams, stream_encode
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
                    is_stdout, output_colour, plan_size, upscaler_factory)
@@ -136,6 +136,7 @@ class _Job:
         self.started = time.monotonic()
         self._last_report = 0.0
         self.announcement: str | None = None  # said once, when the first frame is there
+        self.deinterlace: str | None = None  # what the decoder does to fields (deinterlace_mode)
 
     def reserve(self) -> None:
         """Create the temporary names now, so an unwritable folder fails before any work. Each
@@ -206,7 +207,29 @@ class _Job:
 
     def decoder(self, **kwargs: object) -> VideoDecoder:
         return VideoDecoder(self.info, self.info.video.colour.resolved(self.info.video.height),
-                            **kwargs)  # type: ignore[arg-type]
+                            deinterlace=self.deinterlace, **kwargs)  # type: ignore[arg-type]
+
+
+_FIELD_NAMES = {"tt": "top field first", "tb": "top field first", "bb": "bottom field first",
+                "bt": "bottom field first"}
+
+
+def deinterlace_mode(info: MediaInfo, mode: Deinterlace, name: str) -> str | None:
+    """What the decoder does to fields under ``mode`` (``"interlaced"``: the pictures flagged so,
+    ``"all"``: every picture, None: nothing), saying once why for an interlaced source."""
+    v = info.video
+    if mode is Deinterlace.BWDIF:
+        return "all"
+    if not v.interlaced:
+        return None
+    order = _FIELD_NAMES.get(v.field_order, v.field_order)
+    if mode is Deinterlace.OFF:
+        log.warning("%s is interlaced (%s) and --deinterlace off: its fields are upscaled as "
+                    "they are woven, combing and all", name, order)
+        return None
+    log.warning("%s is interlaced (%s): deinterlacing with bwdif, one frame per picture "
+                "(--deinterlace off keeps the fields)", name, order)
+    return "interlaced"
 
 
 def _temp_name(stem: str) -> re.Pattern[str]:
@@ -455,6 +478,7 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
         upscaler.expect(info.video.estimated_frames, info.video.height, info.video.width)
     model = model_name(upscaler, options.model)
     job = _Job(info, options, output, size, enc_plan, progress)
+    job.deinterlace = deinterlace_mode(info, options.deinterlace, src.name)
     job.announcement = "{}: {}x{} -> {}x{} with {}{}".format(
         src.name, *info.video.display_size, *size.size, model, _how(upscaler))
     if not to_stdout:

@@ -157,13 +157,20 @@ def test_damaged_mpegts_is_upscaled_with_a_warning(tmp_path: Path,
     assert any("decod" in w or "damaged" in w or "missing" in w for w in warnings), warnings
 
 
+def interlaced_clip(folder: Path) -> Path:
+    """40 MPEG-2 pictures, each two fields woven from 50 fps motion (a pan of 3 pixels a field,
+    so the fields comb), flagged top field first."""
+    src = folder / "interlaced.mpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=50", "-frames:v", "40",
+           "-vf", "scroll=horizontal=0.05,tinterlace=merge,setfield=tff", "-c:v", "mpeg2video", "-q:v", "2",
+           "-flags", "+ilme+ildct", str(src))
+    return src
+
+
 def test_interlaced_source_is_detected_and_bwdif_keeps_frames_and_times(tmp_path: Path) -> None:
     """An interlaced MPEG-2 clip (fields woven from 50 fps motion) says so in its field order;
     deinterlacing in the decoder gives the same number of frames at the same times."""
-    src = tmp_path / "interlaced.mpg"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=50", "-frames:v", "40",
-           "-vf", "tinterlace=merge,setfield=tff", "-c:v", "mpeg2video", "-q:v", "2",
-           "-flags", "+ilme+ildct", str(src))
+    src = interlaced_clip(tmp_path)
     info = probe(src)
     assert info.video.interlaced and info.video.field_order == "tt"
     assert not probe(make("mov", tmp_path)).video.interlaced
@@ -178,3 +185,49 @@ def test_interlaced_source_is_detected_and_bwdif_keeps_frames_and_times(tmp_path
     pts, frames = decode(True)
     assert len(pts) == 40 and pts == woven_pts
     assert np.abs(frames - woven).mean() > 0.2  # lines were interpolated, not passed through
+
+
+def _combing(path: Path, step: int = 2) -> float:
+    """How much lines one source line apart (``step`` output lines, the upscale factor) differ,
+    against lines two source lines apart: woven fields of moving pictures comb (odd lines from
+    another instant), deinterlaced frames do not."""
+    with av.open(str(path)) as container:
+        y = np.stack([f.to_ndarray(format="gray").astype(np.float64)
+                      for f in container.decode(video=0)])
+    s, n = step, y.shape[1]
+    near = np.abs(y[:, s:n - s] - (y[:, :n - 2 * s] + y[:, 2 * s:]) / 2).mean()
+    far = np.abs(y[:, 2 * s:n - 2 * s] - (y[:, :n - 4 * s] + y[:, 4 * s:]) / 2).mean()
+    return float(near / far)
+
+
+def test_deinterlace_auto_off_and_bwdif_from_the_command_line(tmp_path: Path) -> None:
+    """--deinterlace auto weaves the fields of a flagged source (saying so once), off keeps them
+    (with a warning), bwdif also does an unflagged source; every output keeps all 40 frames."""
+    src = interlaced_clip(tmp_path)
+    runner = CliRunner()
+
+    def run(mode: str | None, source: Path = src) -> tuple[Path, str]:
+        out = tmp_path / f"{source.stem}-{mode}.mkv"
+        args = ["upscale", str(source), "-o", str(out), "--scale", "2", "-m", "bicubic",
+                "--preset", "ultrafast"] + ([] if mode is None else ["--deinterlace", mode])
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == 0, result.output
+        assert len(decoded_times(out)) == len(decoded_times(source))
+        return out, " ".join(result.output.split())  # (rich wraps lines)
+
+    auto, said = run(None)
+    assert said.count("interlaced (top field first): deinterlacing with bwdif") == 1, said
+    off, said_off = run("off")
+    assert "--deinterlace off" in said_off and "deinterlacing with" not in said_off
+    assert _combing(auto) < 0.8 * _combing(off), (_combing(auto), _combing(off))
+    assert decoded_times(auto) == decoded_times(off)
+    # a source that does not say it is interlaced: auto leaves it, bwdif deinterlaces anyway
+    plain = tmp_path / "unflagged.mkv"
+    ffmpeg("-i", str(src), "-vf", "setfield=prog", "-c:v", "ffv1", str(plain))
+    assert not probe(plain).video.interlaced
+    left, said_plain = run("auto", plain)
+    forced, _ = run("bwdif", plain)
+    assert "interlaced" not in said_plain
+    assert _combing(forced) < 0.8 * _combing(left)
+    bad = runner.invoke(cli.app, ["upscale", str(src), "--deinterlace", "yadif"])
+    assert bad.exit_code == 64 and "yadif" in bad.output

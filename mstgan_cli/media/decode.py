@@ -121,16 +121,21 @@ class VideoDecoder:
     container's own). ``stdin``: the input is a stream whose bytes these chunks are (``info`` then
     describes a probed prefix); a thread writes them to FFmpeg's stdin. ``side_output``: also
     stream-copy the input streams of these indices into this Matroska file (what a stream read
-    once must keep besides the frames: audio, subtitles). ``deinterlace``: weave each interlaced
-    picture's two fields into a full frame with ``bwdif`` first (frame count and times kept).
+    once must keep besides the frames: audio, subtitles). ``deinterlace``: weave the two fields of
+    each picture into a full frame with ``bwdif`` first (frame count and times kept):
+    ``"interlaced"`` (or ``True``) those flagged interlaced, ``"all"`` every picture.
     """
 
     def __init__(self, info: MediaInfo, colour: Colour, *, seek: float | None = None,
                  stdin: Iterable[bytes] | None = None,
                  side_output: tuple[Path, tuple[int, ...]] | None = None,
-                 deinterlace: bool = False) -> None:
+                 deinterlace: bool | str | None = None) -> None:
         self.info = info
-        self._deinterlace = deinterlace
+        if deinterlace is True:
+            deinterlace = "interlaced"
+        if deinterlace not in (None, False, "interlaced", "all"):
+            raise ValueError(f"deinterlace is 'interlaced', 'all' or None, not {deinterlace!r}")
+        self._deinterlace = deinterlace or None
         self._seek = seek
         self._stdin = stdin
         self._side = side_output
@@ -175,7 +180,7 @@ class VideoDecoder:
         vf = f"{scale},format={pix_fmt},showinfo=checksum=0"
         if self._deinterlace:  # one frame out per frame in; frames flagged progressive pass as
             tb = self.info.video.time_base  # they are; bwdif halves the time base: set it back
-            vf = (f"bwdif=mode=send_frame:parity=auto:deint=interlaced,"
+            vf = (f"bwdif=mode=send_frame:parity=auto:deint={self._deinterlace},"
                   f"settb={tb.numerator}/{tb.denominator},{vf}")
         args = [tools.ffmpeg, "-hide_banner", "-nostats", "-v", "level+info", "-copyts"]
         if self._stdin is None:

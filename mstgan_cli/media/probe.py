@@ -164,7 +164,16 @@ def _video_info(s: dict[str, Any], fmt_duration: float | None) -> VideoInfo:
         avg_rate=_fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate")),
         nb_frames=_int(s.get("nb_frames")) or _int(tags.get("NUMBER_OF_FRAMES")),
         duration=duration, colour=Colour.from_probe(s),
-        field_order=str(s.get("field_order") or "unknown"))
+        field_order=_field_order(s))
+
+
+def _field_order(s: dict[str, Any]) -> str:
+    """The stream's field order; where the container says nothing (or progressive) but the first
+    decoded picture is flagged interlaced, that picture's (``tt``: top field first, else ``bb``)."""
+    order = str(s.get("field_order") or "unknown")
+    if order in ("unknown", "progressive") and s.get("interlaced_frame"):
+        return "tt" if s.get("top_field_first") else "bb"
+    return order
 
 
 def _duration_tag(tags: dict[str, str]) -> float | None:
