@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mstgan_cli.omp import USER_CHOICES
+from mstgan_cli.job.omp import USER_CHOICES
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [("fp32", "eager"), ("bf16", "eager"), ("fp32", "compile"), ("bf16", "compile"), ("int8", "compile")]
@@ -60,7 +60,7 @@ RELEASE = "release"
 # grid_sample, as before model.blocks.gather_warp)
 GRID = "grid"
 # --spin-waits-too: all again with GOMP_SPINCOUNT=300000, GNU OpenMP's own default (threads spin
-# at barriers before they sleep), which the command keeps when a user sets it (mstgan_cli.omp)
+# at barriers before they sleep), which the command keeps when a user sets it (mstgan_cli.job.omp)
 SPIN = "spin"
 # --int8-fp32-activations-too: int8 again with --int8-activations fp32 (fp32 between the int8
 # convolutions, as before compress.int8.bf16_activations)

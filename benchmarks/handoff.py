@@ -23,7 +23,7 @@ import torch
 from mstgan_cli.media.colour import Colour
 from mstgan_cli.media.encode import VideoEncoder, gbr_frame, plan_encoder
 from mstgan_cli.options import EncodeSettings
-from mstgan_cli.stages import to_array
+from mstgan_cli.job.pipeline import to_array
 
 
 def pixels(plane) -> np.ndarray:

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mstgan_cli.omp import prefer_passive_waits
+from mstgan_cli.job.omp import prefer_passive_waits
 
 prefer_passive_waits()  # as the mstgan command does, before torch loads OpenMP
 
@@ -39,9 +39,9 @@ from precision import model_file  # noqa: E402
 from mstgan_cli.media.decode import VideoDecoder  # noqa: E402
 from mstgan_cli.media.probe import probe  # noqa: E402
 from mstgan_cli.options import Backend, Precision, RuntimeTuning, UpscaleOptions  # noqa: E402
-from mstgan_cli.pipeline import upscale_file  # noqa: E402
+from mstgan_cli.job.upscale import upscale_file  # noqa: E402
 from mstgan_cli.runtime import load_upscaler  # noqa: E402
-from mstgan_cli.stages import to_tensor  # noqa: E402
+from mstgan_cli.job.pipeline import to_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "examples" / "cockatoo_320x180.mp4"

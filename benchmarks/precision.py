@@ -112,7 +112,7 @@ def interleaved_speed(ups: dict[tuple, ModelUpscaler], frames: list[torch.Tensor
         start = time.perf_counter() - t0
         x = [pad_frames(f[None], up.model.config.size_multiple).to(up.device, torch.float32)
              .contiguous(memory_format=torch.channels_last) for f in frames]
-        ws = WindowStream(up.model, 1, stages=up.stages(*x[0].shape[-2:]))
+        ws = WindowStream(up.model, 1, parts=up.parts(*x[0].shape[-2:]))
         with torch.inference_mode():
             for f in x[:up.model.config.window]:  # fill the window
                 ws.push(f)

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mstgan_cli.metrics.protocol import protocol_markdown, run_protocol  # noqa: E402
-from mstgan_cli.metrics.report import write_json  # noqa: E402
+from mstgan_cli.evaluate.protocol import protocol_markdown, run_protocol  # noqa: E402
+from mstgan_cli.evaluate.report import write_json  # noqa: E402
 
 DEGRADES = ("bicubic", "h264:23", "h264:28", "realworld")
 GAIN_ON = ("bicubic", "h264:23")

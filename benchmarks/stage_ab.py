@@ -21,7 +21,7 @@ from mstgan_cli.model.checkpoint import load_generator
 from mstgan_cli.model.registry import model_path
 from mstgan_cli.runtime.backends.aot import _runner
 from mstgan_cli.runtime.memory import keep_freed_memory
-from mstgan_cli.runtime.stages import sample_inputs
+from mstgan_cli.runtime.parts import sample_inputs
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ import sys
 import time
 from collections import defaultdict
 
-from mstgan_cli.omp import prefer_passive_waits
+from mstgan_cli.job.omp import prefer_passive_waits
 
 prefer_passive_waits()  # as the mstgan command does, before torch loads OpenMP
 
-import mstgan_cli.pipeline as pipeline  # noqa: E402
+import mstgan_cli.job.upscale as pipeline  # noqa: E402
 from mstgan_cli.media.encode import VideoEncoder  # noqa: E402
 from mstgan_cli.runtime.engine import ModelUpscaler  # noqa: E402
 from mstgan_cli.runtime.window import WindowStream  # noqa: E402

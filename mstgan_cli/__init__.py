@@ -32,11 +32,11 @@ logging.getLogger("mstgan_cli").addHandler(logging.NullHandler())
 
 # public name -> module it lives in (imported when the name is first used)
 _EXPORTS = {
-    "upscale_file": ".pipeline", "UpscaleResult": ".pipeline", "Progress": ".pipeline",
-    "upscale_folder": ".archive", "FolderOptions": ".archive", "FolderResult": ".archive", "Shard": ".archive",
+    "upscale_file": ".job.upscale", "UpscaleResult": ".job.upscale", "Progress": ".job.upscale",
+    "upscale_folder": ".job.archive", "FolderOptions": ".job.archive", "FolderResult": ".job.archive", "Shard": ".job.archive",
     "UpscaleOptions": ".options", "EncodeSettings": ".options", "Target": ".options",
     "Precision": ".options", "Backend": ".options", "RuntimeTuning": ".options",
-    "list_models": ".plan",
+    "list_models": ".job.plan",
     "MstganError": ".errors", "InputError": ".errors", "OutputError": ".errors", "FFmpegError": ".errors",
     "ModelError": ".errors", "BackendError": ".errors", "IntegrityError": ".errors", "EXIT_CODES": ".errors",
 }
@@ -62,10 +62,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
-    from .archive import FolderOptions, FolderResult, Shard, upscale_folder
+    from .job.archive import FolderOptions, FolderResult, Shard, upscale_folder
     from .errors import (EXIT_CODES, BackendError, FFmpegError, InputError, IntegrityError, ModelError,
                          MstganError, OutputError)
     from .options import Backend, EncodeSettings, Precision, RuntimeTuning, Target, UpscaleOptions
-    from .pipeline import Progress, UpscaleResult, upscale_file
-    from .plan import list_models
+    from .job.upscale import Progress, UpscaleResult, upscale_file
+    from .job.plan import list_models
     from .runtime import load_upscaler as load_model

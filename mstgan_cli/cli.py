@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-from .omp import prefer_passive_waits
+from .job.omp import prefer_passive_waits
 
 import typer
 from rich.console import Console
@@ -33,18 +33,18 @@ from .options import (DEFAULT_MODEL, Backend, Deinterlace, EncodeSettings, Preci
 from .options import STREAM_FORMATS
 
 if TYPE_CHECKING:
-    from .archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
-    from .pipeline import Progress as PipelineProgress
-    from .pipeline import upscale_file
-    from .plan import list_models
+    from .job.archive import FileRecord, FolderOptions, FolderResult, Shard, upscale_folder
+    from .job.upscale import Progress as PipelineProgress
+    from .job.upscale import upscale_file
+    from .job.plan import list_models
 
 # The library half of the command (archive, pipeline, plan) imports torch, seconds on a busy
 # machine: its names are imported on first use (module __getattr__), so `mstgan --version` and
 # `--help` start at once. Inside this module they are reached through _lib(name), which also
 # sees a name a test set on the module.
-_LAZY = {"FileRecord": ".archive", "FolderOptions": ".archive", "FolderResult": ".archive",
-         "Shard": ".archive", "upscale_folder": ".archive", "upscale_file": ".pipeline",
-         "PipelineProgress": ".pipeline", "list_models": ".plan"}
+_LAZY = {"FileRecord": ".job.archive", "FolderOptions": ".job.archive", "FolderResult": ".job.archive",
+         "Shard": ".job.archive", "upscale_folder": ".job.archive", "upscale_file": ".job.upscale",
+         "PipelineProgress": ".job.upscale", "list_models": ".job.plan"}
 
 
 def __getattr__(name: str) -> Any:
@@ -418,7 +418,7 @@ def main() -> None:
     """Console-script entry point. SIGTERM is handled like Ctrl-C (clean up, then exit).
 
     The command, not the library, decides how OpenMP threads wait: passive, unless the user chose
-    (:mod:`mstgan_cli.omp`). Set here, before any command imports torch (this module imports it
+    (:mod:`mstgan_cli.job.omp`). Set here, before any command imports torch (this module imports it
     only on first use), since OpenMP reads it once, when torch loads it."""
     prefer_passive_waits()
     try:

@@ -44,7 +44,7 @@ class BackendError(MstganError):
 
 class IntegrityError(MstganError):
     """The finished output does not match its input (frame count, timestamps or streams);
-    ``report`` holds the details (an :class:`mstgan_cli.integrity.IntegrityReport`)."""
+    ``report`` holds the details (an :class:`mstgan_cli.job.integrity.IntegrityReport`)."""
 
     exit_code = 7
 

@@ -139,7 +139,7 @@ class RuntimeTuning:
 
 @dataclass(frozen=True)
 class UpscaleOptions:
-    """Everything :func:`mstgan_cli.pipeline.upscale_file` needs besides the input path.
+    """Everything :func:`mstgan_cli.job.upscale.upscale_file` needs besides the input path.
 
     Exactly one of ``scale`` and ``target`` drives the output size; with neither, the target is
     2160p (3840x2160).

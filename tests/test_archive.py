@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mstgan_cli import cli
-from mstgan_cli.archive import FolderOptions, Shard, find_videos, shard_of
+from mstgan_cli.job.archive import FolderOptions, Shard, find_videos, shard_of
 
 from conftest import frame_times, streams, video_stream
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from mstgan_cli import cli
 from mstgan_cli.errors import IntegrityError
-from mstgan_cli.integrity import Expected, verify
-from mstgan_cli.pipeline import remux as real_remux
+from mstgan_cli.job.integrity import Expected, verify
+from mstgan_cli.job.upscale import remux as real_remux
 from mstgan_cli.media.probe import packet_index, probe
-from mstgan_cli.pipeline import upscale_file
+from mstgan_cli.job.upscale import upscale_file
 
 from conftest import bicubic, leftovers, opts
 
@@ -64,7 +64,7 @@ def _losing_audio(monkeypatch) -> None:
     def remux(video_file, info, dest, **kw):
         real(video_file, replace(info, streams=(next(s for s in info.streams if s.kind == "video"),)), dest, **kw)
         return ()
-    monkeypatch.setattr("mstgan_cli.pipeline.remux", remux)
+    monkeypatch.setattr("mstgan_cli.job.upscale.remux", remux)
 
 
 def test_a_lost_stream_fails_the_job_with_exit_7_and_nothing_written(clip, tmp_path: Path, monkeypatch) -> None:

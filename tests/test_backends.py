@@ -23,7 +23,7 @@ from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.compress import int8
 from mstgan_cli.runtime.backends import aot, auto_cpu_backend, resolve_backend
 from mstgan_cli.runtime.engine import ModelUpscaler
-from mstgan_cli.runtime.stages import dynamic_shapes, sample_inputs, stage_modules
+from mstgan_cli.runtime.parts import dynamic_shapes, sample_inputs, part_modules
 
 TINY = dict(feat=8, trunk=8, enc_blocks=1, trunk_blocks=1, detail_blocks=1, flow_levels=3, flow_ch=8)
 CUDA = torch.cuda.is_available()
@@ -110,7 +110,7 @@ def test_package_key_covers_what_the_compiled_code_depends_on(monkeypatch):
 
 
 def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatch, tmp_path):
-    """aot_stages builds exactly the stages whose package is missing or does not load (the
+    """aot_parts builds exactly the stages whose package is missing or does not load (the
     build and the loader are stood in for: a real build takes minutes, see the slow tests)."""
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
     built, asked = [], []
@@ -134,13 +134,13 @@ def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatc
 
     def modules():
         asked.append(1)
-        return stage_modules(model)
+        return part_modules(model)
 
-    st = aot.aot_stages(model, "fp32", torch.float32, "d1", modules)
+    st = aot.aot_parts(model, "fp32", torch.float32, "d1", modules)
     assert sorted(built) == ["encode", "window"] and asked == [1]
     assert st.backend == "compile" and st.window() == paths["window"].name
     built.clear()
-    aot.aot_stages(model, "fp32", torch.float32, "d1", modules)
+    aot.aot_parts(model, "fp32", torch.float32, "d1", modules)
     assert built == [] and asked == [1]  # all cached: the modules are not even made
 
 
@@ -152,7 +152,7 @@ def test_a_build_removes_the_packages_it_supersedes_and_only_those(monkeypatch, 
 
     def build(digest, precision, code, gather_warps=True):
         monkeypatch.setattr(aot, "code_digest", lambda: code)
-        aot.aot_stages(model, precision, torch.float32, digest, lambda: stage_modules(model),
+        aot.aot_parts(model, precision, torch.float32, digest, lambda: part_modules(model),
                        gather_warps=gather_warps)
         return set(aot.package_paths(digest, precision, gather_warps=gather_warps).values())
 
@@ -181,7 +181,7 @@ def test_int8_sets_with_either_activations_stay_and_replace_older_ones(monkeypat
     def build(code, activations=None):
         monkeypatch.setattr(aot, "code_digest", lambda: code)
         extra = {"qparams": "q1", **({"activations": activations} if activations else {})}
-        aot.aot_stages(model, "int8", torch.float32, "d1", lambda: stage_modules(model), extra)
+        aot.aot_parts(model, "int8", torch.float32, "d1", lambda: part_modules(model), extra)
         return set(aot.package_paths("d1", "int8", extra).values())
 
     older = build("v1")
@@ -223,7 +223,7 @@ def test_cli_tensorrt_without_it_exits_6(tmp_path, clip):
 def test_stages_export_with_dynamic_hw(stage):
     model = _model(scale=4)
     m = model.config.size_multiple
-    mod = stage_modules(model)[stage]
+    mod = part_modules(model)[stage]
     ep = export(mod, sample_inputs(model, 2, 4 * m, 6 * m)[stage], dynamic_shapes=dynamic_shapes(model)[stage])
     for n, h, w in [(1, 2 * m, 3 * m), (3, 5 * m, 2 * m)]:
         args = sample_inputs(model, n, h, w)[stage]
@@ -372,7 +372,7 @@ def test_compile_matches_eager_on_the_cpu_and_builds_once(tmp_path, monkeypatch)
                                torch.stack(list(ModelUpscaler(_model(), device="cpu").process(frames))),
                                atol=1e-4, rtol=1e-3)
     # run through ctypes, which releases the GIL (torch's loader would hold it: no overlap)
-    st = other.stages(36, 44)
+    st = other.parts(36, 44)
     assert all(isinstance(f, aot.GilFreeRunner) for f in (st.encode, st.flows, st.window))
 
 
@@ -411,7 +411,7 @@ def test_compiled_stage_calls_let_other_python_threads_run(tmp_path, monkeypatch
     torch.manual_seed(0)
     model = MSTGANGenerator(GeneratorConfig(scale=2)).eval()  # full width: calls long enough to see
     up = ModelUpscaler(model, device="cpu", precision="fp32", backend="compile")
-    st = up.stages(96, 160)
+    st = up.parts(96, 160)
     args = tuple(t.contiguous(memory_format=torch.channels_last)
                  for t in sample_inputs(up.model, 1, 96, 160)["window"])
     ticks, stop = [0], threading.Event()

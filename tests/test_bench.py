@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mstgan_cli import cli
 from mstgan_cli.errors import BackendError
-from mstgan_cli.metrics.bench import STAGES, bench_markdown, configs, run_bench
+from mstgan_cli.evaluate.bench import STAGES, bench_markdown, configs, run_bench
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.runtime.engine import ModelUpscaler
 

@@ -17,7 +17,7 @@ import torch
 from mstgan_cli.compress import int8
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.runtime.backends import aot
-from mstgan_cli.runtime.stages import dynamic_shapes, sample_inputs, stage_modules
+from mstgan_cli.runtime.parts import dynamic_shapes, sample_inputs, part_modules
 
 TINY = dict(feat=8, trunk=8, enc_blocks=1, trunk_blocks=1, detail_blocks=1, flow_levels=3, flow_ch=8)
 
@@ -33,7 +33,7 @@ def _frames(n: int, h: int, w: int) -> torch.Tensor:
 
 
 def _build(module: torch.nn.Module, model: MSTGANGenerator, path: Path):
-    """The encode stage as a package, as aot.aot_stages builds it (traced at batch 2, 32x48,
+    """The encode stage as a package, as aot.aot_parts builds it (traced at batch 2, 32x48,
     dynamic up to batch 4 and 64 pixels a side), and loaded as a run loads it."""
     samples = {k: tuple(t.contiguous(memory_format=torch.channels_last) for t in v)
                for k, v in sample_inputs(model, 2, 32, 48).items()}
@@ -50,7 +50,7 @@ def _assert_close_pyramids(got, ref, atol: float, rtol: float) -> None:
 
 def test_compile_backend_package_matches_eager(tmp_path: Path) -> None:
     model = _model()
-    encode = stage_modules(model)["encode"]
+    encode = part_modules(model)["encode"]
     runner = _build(encode, model, tmp_path / "encode.pt2")
     assert isinstance(runner, aot.GilFreeRunner)  # the GIL is released while it computes
     with torch.no_grad():
@@ -72,7 +72,7 @@ def test_int8_package_matches_its_graph_and_stays_near_fp32(tmp_path: Path) -> N
             o.calculate_qparams = lambda s=scale, z=int(round(-lo / scale)): int8._stored(s, z)
     graph = int8.convert(prepared)["encode"]
     runner = _build(graph, model, tmp_path / "encode-int8.pt2")
-    fp32 = stage_modules(model)["encode"]
+    fp32 = part_modules(model)["encode"]
     with torch.no_grad():
         for n, h, w in ((1, 40, 56), (3, 24, 64)):
             x = _frames(n, h, w)

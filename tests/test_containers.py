@@ -16,8 +16,8 @@ from mstgan_cli.media.decode import VideoDecoder
 from mstgan_cli.media.encode import READ_ONLY_SUFFIXES, plan_encoder
 from mstgan_cli.media.probe import probe
 from mstgan_cli.options import EncodeSettings, UpscaleOptions
-from mstgan_cli.pipeline import upscale_file
-from mstgan_cli.plan import default_output
+from mstgan_cli.job.upscale import upscale_file
+from mstgan_cli.job.plan import default_output
 
 from conftest import FAST, bicubic, ffmpeg, opts, packets_md5, streams
 

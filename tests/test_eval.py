@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from mstgan_cli import cli
 from mstgan_cli.errors import InputError
 from mstgan_cli.media.vmaf import vmaf_available
-from mstgan_cli.metrics.evaluate import evaluate, evaluate_flicker
-from mstgan_cli.metrics.report import dumps, jsonable
+from mstgan_cli.evaluate.files import evaluate, evaluate_flicker
+from mstgan_cli.evaluate.report import dumps, jsonable
 
 from conftest import ffmpeg
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mstgan_cli import cli
 from mstgan_cli.errors import InputError
-from mstgan_cli.metrics.compare import collage_size, make_collage, pick_segments
+from mstgan_cli.evaluate.compare import collage_size, make_collage, pick_segments
 from mstgan_cli.model.checkpoint import export_generator
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.runtime.upscaler import InterpolationUpscaler

@@ -213,7 +213,7 @@ def test_planar_float_frames_encode_to_the_same_pixels_as_interleaved_rgb(tmp_pa
 
     from mstgan_cli.media import encode
     from mstgan_cli.media.encode import VideoEncoder, gbr_frame
-    from mstgan_cli.stages import to_array
+    from mstgan_cli.job.pipeline import to_array
 
     monkeypatch.setattr(encode, "GBR_ROWS", 8)  # blocks of 8, 8 and 6 rows
 

@@ -22,7 +22,7 @@ def test_version_and_help_import_no_torch() -> None:
                 f"sys.argv = ['mstgan', *{args!r}]\n"
                 "from mstgan_cli import cli\n"
                 "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
-                "heavy = sorted(m for m in ('torch', 'numpy', 'av', 'mstgan_cli.pipeline') if m in sys.modules)\n"
+                "heavy = sorted(m for m in ('torch', 'numpy', 'av', 'mstgan_cli.job.upscale') if m in sys.modules)\n"
                 "assert not heavy, heavy\n")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -154,7 +154,7 @@ def test_folder_report_names_the_model_that_ran_and_missing_frames(tmp_path: Pat
 def test_default_verbosity_names_model_and_size_and_the_bar_ends_done(tmp_path: Path) -> None:
     """One line on stderr says what runs (input, output size, model) without -v, none with -q;
     the last progress report is "done", not "muxing"."""
-    from mstgan_cli.pipeline import upscale_file
+    from mstgan_cli.job.upscale import upscale_file
 
     src = _tiny(tmp_path / "in.mp4")
     base = ["upscale", str(src), "--scale", "2", "--model", "bicubic", "--preset", "ultrafast", "-y"]

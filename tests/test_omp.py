@@ -1,4 +1,4 @@
-"""The mstgan command makes OpenMP threads sleep when they wait (mstgan_cli/omp.py), unless the user
+"""The mstgan command makes OpenMP threads sleep when they wait (mstgan_cli/job/omp.py), unless the user
 chose how they wait. Checked in fresh interpreters, through what GNU OpenMP itself reports it
 loaded (OMP_DISPLAY_ENV=verbose prints its settings at start-up)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mstgan_cli.omp import USER_CHOICES, prefer_passive_waits
+from mstgan_cli.job.omp import USER_CHOICES, prefer_passive_waits
 
 
 def _openmp_settings(code: str, **env: str) -> dict[str, str]:

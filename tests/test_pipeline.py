@@ -9,7 +9,7 @@ import pytest
 
 from mstgan_cli.errors import InputError, ModelError, OutputError
 from mstgan_cli.options import EncodeSettings, Target, UpscaleOptions
-from mstgan_cli.pipeline import Progress, upscale_file
+from mstgan_cli.job.upscale import Progress, upscale_file
 
 from conftest import (FAST, LookAhead, bicubic, ffmpeg, ffprobe, flat_yuv_clip, frame_times, leftovers,
                       opts, packets_md5, read_yuv, streams, video_stream)
@@ -232,7 +232,7 @@ def test_output_problems_are_refused_before_any_work(clip, tmp_path: Path) -> No
 def test_unwritable_folder_is_an_output_error(clip, tmp_path: Path, monkeypatch) -> None:
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr("mstgan_cli.pipeline.open", denied, raising=False)
+    monkeypatch.setattr("mstgan_cli.job.upscale.open", denied, raising=False)
     with pytest.raises(OutputError, match="cannot write"):
         upscale_file(clip("mp4"), opts(tmp_path, "x.mp4"), bicubic)
 
@@ -333,7 +333,7 @@ def test_lanczos_baseline_and_awkward_file_names(clip, tmp_path: Path) -> None:
 def test_encoder_gets_one_thread_only_while_the_cpu_model_dominates(monkeypatch) -> None:
     import torch
 
-    from mstgan_cli.pipeline import encoder_threads
+    from mstgan_cli.job.upscale import encoder_threads
 
     class OnCpu:
         device = torch.device("cpu")

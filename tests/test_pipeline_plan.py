@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mstgan_cli import plan
+from mstgan_cli.job import plan
 from mstgan_cli.errors import ModelError
 from mstgan_cli.media.colour import Colour
 from mstgan_cli.media.probe import MediaInfo, StreamInfo, VideoInfo
 from mstgan_cli.options import EncodeSettings, Target, UpscaleOptions
-from mstgan_cli.pipeline import Progress, to_array, to_tensor
+from mstgan_cli.job.upscale import Progress, to_array, to_tensor
 
 
 def _info(w: int, h: int, rotation: int = 0, sar: Fraction = Fraction(1)) -> MediaInfo:

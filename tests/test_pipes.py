@@ -171,3 +171,111 @@ def test_stream_to_a_terminal_is_refused(clip) -> None:
     assert proc.returncode == 3, proc.stderr.decode()
     assert b"stdout is a terminal" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert dumped == b""
+
+
+class _GatedBicubic:
+    """Bicubic that, after ``after`` frames, waits until ``open_`` is set (by a reader that has
+    seen bytes on stdout): a stream that is only muxed once every frame is done never opens it."""
+
+    def __init__(self, after: int, open_: "threading.Event") -> None:
+        self.scale, self.after, self.open = 2, after, open_
+        self.waited: bool | None = None
+
+    def process(self, frames):  # type: ignore[no-untyped-def]
+        from mstgan_cli.runtime.upscaler import InterpolationUpscaler
+        for n, out in enumerate(InterpolationUpscaler(2).process(frames)):
+            if n == self.after:
+                self.waited = self.open.wait(timeout=60)
+            yield out
+
+
+@pytest.mark.parametrize("fmt", ["matroska", "nut", "mpegts", "mp4"])
+def test_stdout_streams_while_the_upscale_runs(tmp_path: Path, fmt: str) -> None:
+    """-o - writes the first frames (with the audio) before the last are upscaled: the model
+    waits, half-way through, for bytes to arrive at the other end of the pipe."""
+    import os
+    import threading
+
+    from mstgan_cli.job.upscale import upscale_file
+    from mstgan_cli.options import EncodeSettings, UpscaleOptions
+
+    src = tmp_path / "in.mkv"
+    subprocess.run(ffmpeg_cmd("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi",
+                              "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+                              "-c:v", "libx264", "-c:a", "aac", str(src)), check=True)
+    arrived = threading.Event()
+    received = bytearray()
+    read_end, write_end = os.pipe()
+
+    def reader() -> None:
+        while chunk := os.read(read_end, 1 << 16):
+            received.extend(chunk)
+            arrived.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    gated = _GatedBicubic(after=100, open_=arrived)
+    saved = os.dup(1)
+    os.dup2(write_end, 1)  # the muxing FFmpeg writes to fd 1, as it does under a shell pipe
+    try:
+        result = upscale_file(src, UpscaleOptions(output=Path("-"), scale=2, stream_format=fmt,
+                                                  encode=EncodeSettings(preset="ultrafast")),
+                              lambda s: gated)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(write_end)
+    thread.join(timeout=30)
+    os.close(read_end)
+    assert gated.waited is True, "no byte reached stdout before the last frames were upscaled"
+    assert result.frames == 150 and result.integrity is not None and result.integrity.ok
+    out = tmp_path / f"out.{fmt}"
+    out.write_bytes(bytes(received))
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert sum(1 for _ in container.decode(video=0)) == 150
+
+
+def test_yuv4mpeg_refuses_a_variable_frame_rate(tmp_path: Path) -> None:
+    """YUV4MPEG states one rate: a VFR file is refused before any byte is written, a VFR stream
+    from stdin at its first irregular frame; both say what to use instead (exit code 3)."""
+    src = tmp_path / "vfr.mkv"
+    subprocess.run(ffmpeg_cmd("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "30",
+                              "-vf", "setpts='N/25/TB+gte(N,10)*(N-10)/25/TB'", "-fps_mode",
+                              "passthrough", "-c:v", "libx264", str(src)), check=True)
+    for from_stdin in (False, True):
+        args = [*MSTGAN, "-" if from_stdin else str(src), "-o", "-", "--format", "yuv4mpegpipe", *FAST]
+        with open(src, "rb") as stdin:
+            proc = subprocess.run(args, stdin=stdin if from_stdin else subprocess.DEVNULL,
+                                  capture_output=True, timeout=180, check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 3, err
+        assert "variable frame rate" in err and "--format matroska" in err, err
+        assert "Traceback" not in err
+        if not from_stdin:
+            assert proc.stdout == b""
+    # the same clip at a constant rate goes through
+    cfr = tmp_path / "cfr.mkv"
+    subprocess.run(ffmpeg_cmd("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "30",
+                              "-c:v", "libx264", str(cfr)), check=True)
+    proc = subprocess.run([*MSTGAN, str(cfr), "-o", "-", "--format", "yuv4mpegpipe", *FAST],
+                          capture_output=True, timeout=180, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"YUV4MPEG2"), proc.stderr.decode()
+    assert proc.stdout.count(b"FRAME") == 30
+
+
+def test_a_reader_that_leaves_early_is_one_line(tmp_path: Path) -> None:
+    """`mstgan upscale in.mkv -o - | head -c N`: the job stops when the pipe closes, with one
+    line that says so and the output exit code, and leaves no temporary files."""
+    src = tmp_path / "long.mkv"
+    subprocess.run(ffmpeg_cmd("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "20",
+                              "-c:v", "libx264", str(src)), check=True)
+    proc = subprocess.Popen([*MSTGAN, str(src), "-o", "-", *FAST], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(20000)) == 20000
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 3, err
+    assert "closed the pipe" in err and "Traceback" not in err, err
+    assert not list(tmp_path.glob(".*mstgan*"))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mstgan_cli import cli
 from mstgan_cli.media.frames import read_frames
 from mstgan_cli.metrics import psnr_y
-from mstgan_cli.metrics.protocol import (LanczosUpscaler, default_methods, hr_frames, not_worse,
+from mstgan_cli.evaluate.protocol import (LanczosUpscaler, default_methods, hr_frames, not_worse,
                                          protocol_markdown, run_protocol)
 from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
 from mstgan_cli.runtime.engine import ModelUpscaler

@@ -18,9 +18,9 @@ import torch
 from mstgan_cli.errors import ModelError, OutputError
 from mstgan_cli.media.probe import packet_index, probe
 from mstgan_cli.options import EncodeSettings, UpscaleOptions
-from mstgan_cli.pipeline import upscale_file
+from mstgan_cli.job.upscale import upscale_file
 from mstgan_cli.runtime.upscaler import InterpolationUpscaler
-from mstgan_cli.segments import WorkFolder, plan_segments
+from mstgan_cli.job.segments import WorkFolder, plan_segments
 
 from conftest import ffmpeg, frame_times
 

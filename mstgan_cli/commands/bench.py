@@ -81,8 +81,8 @@ def bench_cmd(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail.")] = 0,
 ) -> None:
     """Measure speed: each stage alone, and the whole pipeline, per configuration."""
-    from ..metrics.bench import bench_markdown, run_bench
-    from ..metrics.report import dumps
+    from ..evaluate.bench import bench_markdown, run_bench
+    from ..evaluate.report import dumps
 
     setup_logging(quiet, verbose)
     backends = [b.value for b in enum_list(backend, Backend, "backend")]

@@ -51,7 +51,7 @@ def compare_cmd(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail.")] = 0,
 ) -> None:
     """Compare methods side by side: a collage of frames, optionally a split-screen video."""
-    from ..metrics.compare import default_columns, make_collage, split_screen
+    from ..evaluate.compare import default_columns, make_collage, split_screen
 
     setup_logging(quiet, verbose)
     times = split_list(at, float, "time in seconds")
@@ -61,7 +61,7 @@ def compare_cmd(
     png = output or input.resolve().parent / f"{input.name if input.is_dir() else input.stem}_compare.png"
     for written in (png, video):
         if written is not None and not written.parent.is_dir():  # before any model runs
-            from ..plan import folder_problem
+            from ..job.plan import folder_problem
 
             raise fail(folder_problem(written.parent), 3)
     try:

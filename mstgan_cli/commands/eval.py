@@ -119,14 +119,14 @@ def _base(output: Path, out: Optional[Path], suffix: str) -> Path:
 
 
 def _emit_json(obj: Any) -> None:
-    from ..metrics.report import dumps
+    from ..evaluate.report import dumps
     print(dumps(obj))
 
 
 def _reference(output: Path, ref: Path, crop: int, lpips_net: Optional[str], vmaf: Optional[bool],
                max_frames: Optional[int], out: Optional[Path], as_json: bool, device: str, quiet: bool) -> int:
-    from ..metrics.evaluate import evaluate
-    from ..metrics.report import fmt, metric_header, plot_curves, write_csv, write_json
+    from ..evaluate.files import evaluate
+    from ..evaluate.report import fmt, metric_header, plot_curves, write_csv, write_json
 
     with bar(not quiet) as progress:
         task = progress.add_task("measuring", total=None)
@@ -167,8 +167,8 @@ def _flicker(output: Path, input: Optional[Path], scale: Optional[int], max_fram
              out: Optional[Path], as_json: bool, quiet: bool) -> int:
     from dataclasses import asdict
 
-    from ..metrics.evaluate import evaluate_flicker
-    from ..metrics.report import fmt, plot_flicker, write_csv, write_json
+    from ..evaluate.files import evaluate_flicker
+    from ..evaluate.report import fmt, plot_flicker, write_csv, write_json
 
     with bar(not quiet) as progress:
         task = progress.add_task("flicker", total=None)
@@ -206,8 +206,8 @@ def _flicker(output: Path, input: Optional[Path], scale: Optional[int], max_fram
 def _protocol(clips: list[Path], scale: int, methods: Optional[str], precision: str,
               max_frames: Optional[int], out: Optional[Path], as_json: bool, device: str, quiet: bool,
               degrade: str = "bicubic", temporal_gain: bool = False) -> int:
-    from ..metrics.protocol import protocol_markdown, run_protocol
-    from ..metrics.report import write_json
+    from ..evaluate.protocol import protocol_markdown, run_protocol
+    from ..evaluate.report import write_json
 
     names = split_list(methods, str, "method") or None
     with bar(not quiet) as progress:

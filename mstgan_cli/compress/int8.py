@@ -1,6 +1,6 @@
 """Post-training INT8 quantisation of the generator for the CPU (PT2E, X86 Inductor quantizer).
 
-Each stage (:mod:`mstgan_cli.runtime.stages`) is exported with dynamic batch/H/W, annotated by
+Each stage (:mod:`mstgan_cli.runtime.parts`) is exported with dynamic batch/H/W, annotated by
 torchao's ``X86InductorQuantizer`` (convolutions: int8 weights per output channel, symmetric;
 activations int8 per tensor, ranges from calibration), calibrated, converted, and later compiled
 by Inductor into fused oneDNN int8 convolutions. What the quantizer does not annotate stays in
@@ -94,14 +94,14 @@ def prepare(model: MSTGANGenerator, stages: Sequence[str] = ("encode", "flows", 
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from ..model.blocks import warps_as_gathers
-    from ..runtime.stages import dynamic_shapes, sample_inputs, stage_modules
+    from ..runtime.parts import dynamic_shapes, sample_inputs, part_modules
 
     m = model.config.size_multiple
     model = model.float().eval()
     samples = sample_inputs(model, 2, 4 * m, 6 * m)
     dyn = dynamic_shapes(model)
     out = {}
-    for name, mod in stage_modules(model).items():
+    for name, mod in part_modules(model).items():
         if name not in stages:
             continue
         t0 = time.perf_counter()
@@ -175,17 +175,17 @@ def calibrate(prepared: dict[str, torch.fx.GraphModule], model: MSTGANGenerator,
     """Stream each clip (a sequence of (3, H, W) float RGB [0, 1] frames) through the observed
     stages exactly as the runtime would, so every stage sees its real inputs (stages missing from
     `prepared` run eagerly). Returns frames seen."""
-    from ..runtime.backends import Stages
-    from ..runtime.stages import stage_modules
+    from ..runtime.backends import Parts
+    from ..runtime.parts import part_modules
     from ..runtime.window import WindowStream, pad_frames
 
-    mods = {**stage_modules(model), **prepared}
-    stages = Stages(mods["encode"], mods["flows"], mods["window"], "calibrate")
+    mods = {**part_modules(model), **prepared}
+    parts = Parts(mods["encode"], mods["flows"], mods["window"], "calibrate")
     m = model.config.size_multiple
     seen = 0
     with torch.no_grad():
         for clip in clips:
-            stream = WindowStream(model, batch=1, stages=stages)
+            stream = WindowStream(model, batch=1, parts=parts)
             for f in clip:
                 stream.push(pad_frames(f[None].float(), m))
                 seen += 1

@@ -178,6 +178,7 @@ class VideoEncoder:
         self.path, self.plan, self.size, self.src_size = path, plan, size, src_size
         self.time_base, self.colour = time_base, colour
         self.frames = 0
+        self.packet_pts: list[int] = []  # of every packet muxed, in the stream's time base
         self._last_pts: int | None = None
         self.nudged = 0
         self._reformatter = VideoReformatter()
@@ -233,16 +234,21 @@ class VideoEncoder:
         frame.time_base = self.time_base
         try:
             for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+                self._mux(packet)
         except Exception as exc:  # noqa: BLE001
             raise _wrap_av_error(exc, f"encoding frame {self.frames} into {self.path.name}") from exc
         self.frames += 1
+
+    def _mux(self, packet: av.Packet) -> None:
+        if packet.pts is not None:
+            self.packet_pts.append(int(packet.pts))
+        self._container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
         try:
             for packet in self._stream.encode(None):
-                self._container.mux(packet)
+                self._mux(packet)
             self._container.close()
         except Exception as exc:  # noqa: BLE001
             self.abort()

@@ -50,8 +50,10 @@ STREAM_FORMATS: dict[str, tuple[frozenset[str], list[str]]] = {
     "mpegts": (frozenset({"audio"}), []),
     # delay_moov: the moov (with each track's edit list) waits for the first fragment, so a
     # track that starts later or earlier than the others keeps its offset; with the moov written
-    # before any packet every track would start at 0 (or at its first dts).
-    "mp4": (frozenset({"audio"}), ["-movflags", "frag_keyframe+empty_moov+default_base_moof+delay_moov"]),
+    # before any packet every track would start at 0 (or at its first dts). A fragment at least
+    # every second, keyframe or not, so a player gets pictures while the upscale runs.
+    "mp4": (frozenset({"audio"}), ["-movflags", "frag_keyframe+empty_moov+default_base_moof+delay_moov",
+                                   "-frag_duration", "1000000"]),
     "yuv4mpegpipe": (frozenset(), ["-c:v", "wrapped_avframe", "-strict", "-1"]),
 }
 
@@ -146,31 +148,9 @@ def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None 
     else:
         lost_all = ()
     if str(dest) == "-":
-        kinds = STREAM_FORMATS[fmt][0]
-        drop = frozenset(s.kind for s in info.other_streams if s.kind not in kinds)
-        lost = tuple(s for s in info.other_streams if s.kind in drop or s in lost_all)
-        if lost:
-            log.warning("%s streams carry no %s; left out %d stream(s): %s", fmt,
-                        "/".join(sorted(drop)) or "other streams", len(lost), _names(lost))
-        # a pipe cannot be retried: audio the format refuses as stored is found first (a packet
-        # of each into a scratch file beside the video) and re-encoded or left out, as for files
-        encode_audio: dict[int, str] = {}
-        skip: frozenset[int] = frozenset()
-        suffix = _STREAM_SUFFIXES.get(fmt)
-        if suffix and "audio" in kinds and any(s.kind == "audio" for s in info.other_streams):
-            encode_audio, skip = _audio_plan(info, video_file.with_name(f"audio-check{suffix}"), others)
-        if encode_audio:
-            log.warning("%s streams cannot hold %s as stored; re-encoded to %s", fmt,
-                        _names(tuple(s for s in info.other_streams if s.index in encode_audio)),
-                        "/".join(sorted(set(encode_audio.values()))))
-        skipped = tuple(s for s in info.other_streams if s.index in skip and s not in lost)
-        if skipped:
-            log.warning("%s streams cannot hold these as stored nor re-encoded; left out %d "
-                        "stream(s): %s", fmt, len(skipped), _names(skipped))
-        ffmpeg.run(remux_args(video_file, info, dest, drop=drop, others=others, fmt=fmt,
-                              encode_audio=encode_audio, skip=skip),
-                   "muxing to stdout", pass_stdout=True)
-        return lost + skipped
+        args, lost = stream_args(video_file, info, fmt, others=others, lost_all=lost_all)
+        ffmpeg.run(args, "muxing to stdout", pass_stdout=True)
+        return lost
     attempts: list[tuple[frozenset[str], bool]] = [
         (frozenset(), False),
         (frozenset({"data", "attachment"}), True),
@@ -211,6 +191,38 @@ def remux(video_file: Path, info: MediaInfo, dest: Path, *, others: Path | None 
         return lost + tuple(s for s in lost_all if s not in lost)
     assert first_error is not None
     raise first_error
+
+
+def stream_args(video_file: Path, info: MediaInfo, fmt: str, *, others: Path | None = None,
+                lost_all: tuple[StreamInfo, ...] = ()) -> tuple[list[str], tuple[StreamInfo, ...]]:
+    """The FFmpeg arguments that mux ``video_file`` and the source's other streams to stdout in
+    stream format ``fmt``, and the streams left out (each kind the format does not take, audio
+    it can hold neither as stored nor re-encoded; warned about). A pipe cannot be retried, so
+    audio the format refuses as stored is found first (a packet of each into a scratch file
+    beside ``video_file``) and re-encoded to the format's audio codec. ``video_file`` need not
+    exist yet (a FIFO the encoder will write)."""
+    kinds = STREAM_FORMATS[fmt][0]
+    drop = frozenset(s.kind for s in info.other_streams if s.kind not in kinds)
+    lost = tuple(s for s in info.other_streams if s.kind in drop or s in lost_all)
+    if lost:
+        log.warning("%s streams carry no %s; left out %d stream(s): %s", fmt,
+                    "/".join(sorted(drop)) or "other streams", len(lost), _names(lost))
+    encode_audio: dict[int, str] = {}
+    skip: frozenset[int] = frozenset()
+    suffix = _STREAM_SUFFIXES.get(fmt)
+    if suffix and "audio" in kinds and any(s.kind == "audio" for s in info.other_streams):
+        encode_audio, skip = _audio_plan(info, video_file.with_name(f"audio-check{suffix}"), others)
+    if encode_audio:
+        log.warning("%s streams cannot hold %s as stored; re-encoded to %s", fmt,
+                    _names(tuple(s for s in info.other_streams if s.index in encode_audio)),
+                    "/".join(sorted(set(encode_audio.values()))))
+    skipped = tuple(s for s in info.other_streams if s.index in skip and s not in lost)
+    if skipped:
+        log.warning("%s streams cannot hold these as stored nor re-encoded; left out %d "
+                    "stream(s): %s", fmt, len(skipped), _names(skipped))
+    args = remux_args(video_file, info, Path("-"), drop=drop, others=others, fmt=fmt,
+                      encode_audio=encode_audio, skip=skip)
+    return args, lost + skipped
 
 
 def _mux(video_file: Path, info: MediaInfo, dest: Path, drop: frozenset[str], convert: bool,

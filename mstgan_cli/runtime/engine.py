@@ -13,14 +13,14 @@ import torch
 from ..errors import BackendError
 from ..model.generator import MSTGANGenerator
 from ..options import RuntimeTuning
-from .backends import Stages, compiled_stages, eager_stages, resolve_backend
+from .backends import Parts, compiled_parts, eager_parts, resolve_backend
 from .memory import keep_freed_memory
-from .stages import stage_modules
+from .parts import part_modules
 from .window import WindowStream, iter_chunks, pad_frames
 
 log = logging.getLogger("mstgan_cli")
 
-# the dtype of the tensors between stages; int8 quantises inside the convolutions only
+# the dtype of the tensors between parts; int8 quantises inside the convolutions only
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 TILE_OVERLAP = 16  # LR pixels of context on each side of a tile (covers flow and receptive field)
 
@@ -86,7 +86,7 @@ class ModelUpscaler:
 
     process(frames): frames (3, H, W) float32 RGB [0, 1] CPU tensors -> (3, s*H, s*W), same count.
     `tile` (LR pixels, 0 = whole frame) bounds memory for large frames; `batch` windows run at once.
-    `backend`: auto, eager, compile or tensorrt (see :mod:`.backends`). The compiled stages are
+    `backend`: auto, eager, compile or tensorrt (see :mod:`.backends`). The compiled parts are
     built on the first frames (an int8 model without stored calibration calibrates on them) and
     kept for later calls. `int8_qparams`: the stored INT8 calibration of these weights, if any.
     `tuning` (:class:`~mstgan_cli.options.RuntimeTuning`): how it runs; by default it leaves
@@ -107,12 +107,12 @@ class ModelUpscaler:
         self.dtype = DTYPES[self.precision]
         # channels-last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
-        self.model.flownet.float()  # flows stay fp32 (cheap; see stages.FlowStage)
+        self.model.flownet.float()  # flows stay fp32 (cheap; see parts.FlowPart)
         self.scale = model.config.scale
         self.batch = max(1, batch)
         self.tile = tile
         self.int8_qparams = int8_qparams
-        self._stages: dict[tuple[int, int], Stages] = {}
+        self._parts: dict[tuple[int, int], Parts] = {}
         log.debug("model on %s at %s, %s backend, batch %d, tile %d", self.device, self.precision,
                   self.backend, self.batch, tile)
 
@@ -120,7 +120,7 @@ class ModelUpscaler:
         """Tell the upscaler how much work is coming (frames of height x width, low resolution), so
         that ``--backend auto`` on the CPU compiles the model when that pays back. No effect once
         the first frames have run, or with an explicit backend."""
-        if not self._auto_cpu or self._stages:
+        if not self._auto_cpu or self._parts:
             return
         from .backends import auto_cpu_backend
 
@@ -151,12 +151,12 @@ class ModelUpscaler:
     def _settle_backend(self) -> None:
         """`auto` on the CPU takes the compiled model when it is built, even when expect() was
         never told the job's length (a pipe). Decided before the first frames."""
-        if self._auto_cpu and not self._stages and self.backend == "eager" and self.compiled_cached():
+        if self._auto_cpu and not self._parts and self.backend == "eager" and self.compiled_cached():
             log.info("backend auto: compile (built before)")
             self.backend = "compile"
 
     def _limits(self) -> tuple[int, int]:
-        """The largest batch and LR tile side the stages take (0: any). The CPU's compiled
+        """The largest batch and LR tile side the parts take (0: any). The CPU's compiled
         packages are built for at most aot.MAX_BATCH windows of aot.MAX_SIDE pixels a side."""
         if self.backend == "compile" and self.device.type == "cpu":
             from .backends.aot import MAX_BATCH, MAX_SIDE
@@ -177,35 +177,35 @@ class ModelUpscaler:
                  "processing them in tiles of %d", w, h, side, core)
         return core
 
-    def stages(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Stages:
-        """The stages for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
+    def parts(self, h: int, w: int, head: list[torch.Tensor] | None = None) -> Parts:
+        """The parts for padded (h, w) tiles, built on first use. Only TensorRT engines depend on
         the size; `head` (first LR frames) calibrates an int8 model that has no stored calibration."""
         self._settle_backend()
         key = (h, w) if self.backend == "tensorrt" else (0, 0)
-        if key not in self._stages:
+        if key not in self._parts:
             if self.backend == "tensorrt":
-                from .backends.tensorrt import tensorrt_stages
+                from .backends.tensorrt import tensorrt_parts
 
-                st = tensorrt_stages(self.model, self.precision, self.device, self.batch, h, w)
+                st = tensorrt_parts(self.model, self.precision, self.device, self.batch, h, w)
             elif self.backend == "compile" and self.device.type == "cpu":
-                st = self._aot_stages(head)
+                st = self._aot_parts(head)
             elif self.backend == "compile":
-                st = compiled_stages(stage_modules(self.model))
+                st = compiled_parts(part_modules(self.model))
             else:
-                st = eager_stages(self.model)
-            self._stages[key] = st
-        return self._stages[key]
+                st = eager_parts(self.model)
+            self._parts[key] = st
+        return self._parts[key]
 
-    def _aot_stages(self, head: list[torch.Tensor] | None) -> Stages:
-        """CPU compile: the stages as AOTInductor packages, cached across runs (:mod:`.backends.aot`).
+    def _aot_parts(self, head: list[torch.Tensor] | None) -> Parts:
+        """CPU compile: the parts as AOTInductor packages, cached across runs (:mod:`.backends.aot`).
         For int8 the package also depends on the calibration, which is found (or made on `head`,
         the first frames) before the cache is looked at."""
         from ..compress import int8
-        from .backends.aot import aot_stages
+        from .backends.aot import aot_parts
 
         digest, gather, bf16 = self._digest, self.tuning.gather_warps, self.tuning.int8_bf16
         if self.precision != "int8":
-            return aot_stages(self.model, self.precision, self.dtype, digest, lambda: stage_modules(self.model),
+            return aot_parts(self.model, self.precision, self.dtype, digest, lambda: part_modules(self.model),
                               gather_warps=gather)
         built: dict[str, torch.nn.Module] = {}
         stored = int8.stored_qparams(digest, self.int8_qparams)
@@ -215,7 +215,7 @@ class ModelUpscaler:
             assert stored is not None, "a fresh int8 calibration is cached"
         extra = {"qparams": int8.qparams_digest(stored), **int8.versions(),
                  "activations": "bf16" if int8.bf16_activations_enabled(bf16) else "fp32"}
-        return aot_stages(self.model, "int8", torch.float32, digest,
+        return aot_parts(self.model, "int8", torch.float32, digest,
                           lambda: built or int8.quantize(self.model, self.int8_qparams, head, gather, bf16),
                           extra, gather_warps=gather)
 
@@ -225,7 +225,7 @@ class ModelUpscaler:
         h = w = 0
         m = self.model.config.size_multiple
         head: list[torch.Tensor] | None = None
-        if self.precision == "int8" and not self._stages:
+        if self.precision == "int8" and not self._parts:
             from ..compress.int8 import CALIBRATION_FRAMES
 
             frames = iter(frames)
@@ -235,7 +235,7 @@ class ModelUpscaler:
         max_batch, _ = self._limits()
         batch = min(self.batch, max_batch) if max_batch else self.batch
         for chunk in iter_chunks(frames, batch):
-            # frames stay fp32: the stages cast them where the network's precision applies
+            # frames stay fp32: the parts cast them where the network's precision applies
             x = torch.stack(chunk).to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             if tiles is None:
                 h, w = x.shape[-2:]
@@ -243,9 +243,9 @@ class ModelUpscaler:
                 spans = [(ys, xs) for ys in _spans(h, tile, TILE_OVERLAP) for xs in _spans(w, tile, TILE_OVERLAP)]
                 ph = max(y1 - y0 for (y0, y1, _, _), _ in spans)
                 pw = max(x1 - x0 for _, (x0, x1, _, _) in spans)
-                stages = self.stages(ph + (-ph) % m, pw + (-pw) % m, head)
+                parts = self.parts(ph + (-ph) % m, pw + (-pw) % m, head)
                 head = None
-                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, batch, stages=stages))
+                tiles = [_Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, WindowStream(self.model, batch, parts=parts))
                          for (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) in spans]
             assert x.shape[-2:] == (h, w), "all frames of a stream must have the same size"
             outs = [t.stream.push(pad_frames(x[..., t.y0:t.y1, t.x0:t.x1], m)) for t in tiles]

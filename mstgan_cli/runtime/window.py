@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from ..model.generator import MSTGANGenerator
-from .stages import pack_window
+from .parts import pack_window
 
 if TYPE_CHECKING:
-    from .backends import Stages
+    from .backends import Parts
 
 
 @dataclass
@@ -40,13 +40,13 @@ class WindowStream:
 
     push(frames) takes padded LR frames (n, 3, h, w) on the model's device and dtype and returns the
     SR frames that became computable; finish() returns the rest. Outputs are (n, 3, s*h, s*w).
-    ``stages`` runs the three pieces of the network (a backend's compiled ones); default: the
+    ``parts`` runs the three pieces of the network (a backend's compiled ones); default: the
     model's own methods, eagerly.
     """
 
     model: MSTGANGenerator
     batch: int = 1
-    stages: Stages | None = None
+    parts: Parts | None = None
     frames: dict[int, _FrameState] = field(default_factory=dict)
     received: int = 0
     emitted: int = 0
@@ -56,12 +56,12 @@ class WindowStream:
         return self.model.config.window // 2
 
     def __post_init__(self) -> None:
-        if self.stages is None:
-            from .backends import eager_stages
-            self.stages = eager_stages(self.model)
+        if self.parts is None:
+            from .backends import eager_parts
+            self.parts = eager_parts(self.model)
 
     def push(self, lr: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.stages.encode(lr)
+        feats = self.parts.encode(lr)
         start = self.received
         for k in range(lr.shape[0]):
             self.frames[start + k] = _FrameState(lr[k:k + 1], tuple(f[k:k + 1] for f in feats))
@@ -71,7 +71,7 @@ class WindowStream:
         if pairs:
             a = torch.cat([self.frames[i].lr for i in pairs])
             b = torch.cat([self.frames[i + 1].lr for i in pairs])
-            f_ab, f_ba = self.stages.flows(a, b)
+            f_ab, f_ba = self.parts.flows(a, b)
             for k, i in enumerate(pairs):
                 self.frames[i].fwd, self.frames[i].bwd = f_ab[k:k + 1], f_ba[k:k + 1]
         ready = self.received - 1 - self.radius  # last centre whose window is complete
@@ -113,7 +113,7 @@ class WindowStream:
         fwd = [torch.cat([self._flow(row[p], row[p + 1]) for row in idx]) for p in range(t - 1)]
         bwd = [torch.cat([self._flow(row[p + 1], row[p]) for row in idx]) for p in range(t - 1)]
         centre_lr = torch.cat([self.frames[row[r]].lr for row in idx])
-        sr = self.stages.window(*pack_window(centre_lr, feats, fwd, bwd))
+        sr = self.parts.window(*pack_window(centre_lr, feats, fwd, bwd))
         return list(sr.split(1))
 
     def _evict(self) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..model.discriminator import SpatioTemporalDiscriminator, upscale_flow
 from ..model.generator import MSTGANGenerator
 from .config import TrainConfig
-from .fidelity import FidelityStage
+from .fidelity import FidelityPhase
 from .losses import PerceptualLoss, charbonnier, flow_losses
 
 
@@ -59,7 +59,7 @@ def motion_loss(flownet: torch.nn.Module, sr3: torch.Tensor, hr3: torch.Tensor) 
     return (flownet(a, b) - ref).abs().mean()
 
 
-class AdversarialStage(FidelityStage):
+class AdversarialPhase(FidelityPhase):
     extra_frames = 2
 
     def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:

@@ -8,7 +8,7 @@ from .config import TrainConfig
 from .losses import PerceptualLoss, charbonnier, flow_losses, flow_supervision
 
 
-class FidelityStage:
+class FidelityPhase:
     """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual), with flow regularisation."""
 
     extra_frames = 0  # frames the sampler must draw beyond the window

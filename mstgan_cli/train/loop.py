@@ -28,14 +28,14 @@ from ..model.generator import GeneratorConfig, MSTGANGenerator
 from .config import RESUMABLE_CHANGES, TrainConfig, changed_settings
 from .data import Sources, WindowSampler, load_val_clips
 from .degrade import DegradeConfig, Degrader
-from .fidelity import FidelityStage
+from .fidelity import FidelityPhase
 from .losses import PerceptualLoss, charbonnier, flow_losses, flow_supervision
 from .plot import plot_curves
 
 log = logging.getLogger("mstgan_cli")
 
 # the loop's collaborators, importable from here as before
-__all__ = ["FidelityStage", "PerceptualLoss", "RESUMABLE_CHANGES", "TrainConfig", "changed_settings",
+__all__ = ["FidelityPhase", "PerceptualLoss", "RESUMABLE_CHANGES", "TrainConfig", "changed_settings",
            "charbonnier", "flow_losses", "flow_supervision", "pad_to_multiple", "train", "validate"]
 
 
@@ -146,15 +146,15 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     gcfg = GeneratorConfig(scale=cfg.scale, window=cfg.window, **cfg.generator)
     model = MSTGANGenerator(gcfg).to(device)
     if cfg.stage == 1:
-        stage = FidelityStage(model, cfg, device)
+        phase = FidelityPhase(model, cfg, device)
     else:
-        from .adversarial import AdversarialStage
-        stage = AdversarialStage(model, cfg, device)
+        from .adversarial import AdversarialPhase
+        phase = AdversarialPhase(model, cfg, device)
     if cfg.degrade not in ("bicubic", "realworld"):
         raise ValueError(f"degrade must be bicubic or realworld, not {cfg.degrade!r}")
     degrader = Degrader(cfg.scale, DegradeConfig.from_dict(cfg.degrade_config)) if cfg.degrade == "realworld" else None
     sources = Sources.load(Path(cfg.data), Path(cfg.cache))
-    sampler = WindowSampler(sources, cfg.scale, cfg.window + stage.extra_frames, cfg.patch, cfg.seed,
+    sampler = WindowSampler(sources, cfg.scale, cfg.window + phase.extra_frames, cfg.patch, cfg.seed,
                             degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed)
     val_clips = [c for d in cfg.val_degrade.split(",")
                  for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip())]
@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                              "(see its config.json) or train into a new folder: "
                              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())))
         model.load_state_dict(ck["model"])
-        stage.load_state_dict(ck)
+        phase.load_state_dict(ck)
         sampler.load_state(ck["sampler"])
         torch.set_rng_state(ck["torch_rng"])
         step, best = ck["step"], ck.get("best")
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     def save(path: Path) -> None:
-        atomic_save({"model": model.state_dict(), **stage.state_dict(), "sampler": sampler.state(),
+        atomic_save({"model": model.state_dict(), **phase.state_dict(), "sampler": sampler.state(),
                      "torch_rng": torch.get_rng_state(), "step": step, "best": best,
                      "config": gcfg.to_dict(), "train_config": asdict(cfg)}, path)
 
@@ -200,14 +200,14 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         if on_log:
             on_log(rec)
 
-    stage.begin()
+    phase.begin()
     # where this process started: a run may be resumed many times, or from a copied checkpoint
     emit({"step": step, "start": started, "sources": {"clips": len(sources.videos), "photos": len(sources.photos)},
           "settings": {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES}})
-    if hasattr(stage, "reference") and stage.reference is None:
+    if hasattr(phase, "reference") and phase.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
-        stage.reference = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
-        emit({"step": step, "reference": stage.reference})
+        phase.reference = validate(phase.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
+        emit({"step": step, "reference": phase.reference})
     stop = _StopFlag()
     t0 = last_save = tick = time.time()
     tick_step, acc = step, {}
@@ -215,9 +215,9 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     end = min(cfg.steps, cfg.until) if cfg.until else cfg.steps
     while step < end and not stop.stop:
         lr_now = lr_at(step, cfg)
-        stage.set_lr(lr_now)
+        phase.set_lr(lr_now)
         b = sampler.batch(cfg.batch)
-        parts = stage.step(*(x.to(device, non_blocking=True) for x in b))
+        parts = phase.step(*(x.to(device, non_blocking=True) for x in b))
         step += 1
         for k, v in parts.items():
             acc[k] = acc.get(k, 0.0) + v
@@ -227,17 +227,17 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                   **{k: v / (step - tick_step) for k, v in acc.items()}})
             tick, tick_step, acc = now, step, {}
         if step % cfg.val_every == 0 or step == end:
-            v = validate(stage.eval_model(), val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
-            score = stage.score(v)
+            v = validate(phase.eval_model(), val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+            score = phase.score(v)
             is_best = best is None or score > best
             if is_best:
                 best = score
-                atomic_save({"config": gcfg.to_dict(), "state_dict": stage.eval_model().state_dict(),
+                atomic_save({"config": gcfg.to_dict(), "state_dict": phase.eval_model().state_dict(),
                              "step": step, "val": v},
                             out / "best.pt")
             rec = {"step": step, "val": v, "best": is_best}
             if test_clips:  # logged only: nothing is chosen on it
-                rec["test"] = validate(stage.eval_model(), test_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+                rec["test"] = validate(phase.eval_model(), test_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
             emit(rec)
             plot_curves(out)
             save(last)

@@ -9,8 +9,8 @@ import torch
 
 from ..model.checkpoint import export_generator
 from ..model.generator import GeneratorConfig, MSTGANGenerator, count_params
-from ..metrics.protocol import protocol_markdown, run_protocol
-from ..metrics.report import jsonable
+from ..evaluate.protocol import protocol_markdown, run_protocol
+from ..evaluate.report import jsonable
 from ..model.registry import PRECISIONS, flops_per_pixel
 
 log = logging.getLogger("mstgan_cli")

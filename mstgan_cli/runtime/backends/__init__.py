@@ -1,7 +1,7 @@
-"""Backends: how the three stages of the generator run (see :mod:`mstgan_cli.runtime.stages`).
+"""Backends: how the three parts of the generator run (see :mod:`mstgan_cli.runtime.parts`).
 
 - ``eager``: PyTorch as written. Starts at once; the reference every other backend is tested against.
-- ``compile``: Inductor. On the CPU the stages are compiled ahead of time by AOTInductor into
+- ``compile``: Inductor. On the CPU the parts are compiled ahead of time by AOTInductor into
   packages kept on disk (:mod:`.aot`): the first run of a model at a precision builds them (about
   2 minutes on 2 cores), every later run, at any frame size, loads them in milliseconds. On CUDA,
   ``torch.compile`` (Triton). INT8 on the CPU always runs here: the quantised graph becomes fused
@@ -24,14 +24,14 @@ import torch
 
 from ...errors import BackendError
 from ...model.generator import MSTGANGenerator
-from ..stages import stage_modules
+from ..parts import part_modules
 
 BACKENDS = ("auto", "eager", "compile", "tensorrt")
 
 
 @dataclass
-class Stages:
-    """Callables for the three stages, with the signatures of :mod:`..stages`."""
+class Parts:
+    """Callables for the three parts, with the signatures of :mod:`..parts`."""
 
     encode: Callable[..., tuple[torch.Tensor, ...]]
     flows: Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -39,9 +39,9 @@ class Stages:
     backend: str = "eager"
 
 
-def eager_stages(model: MSTGANGenerator) -> Stages:
-    mods = stage_modules(model)
-    return Stages(mods["encode"], mods["flows"], mods["window"], "eager")
+def eager_parts(model: MSTGANGenerator) -> Parts:
+    mods = part_modules(model)
+    return Parts(mods["encode"], mods["flows"], mods["window"], "eager")
 
 
 def tensorrt_available() -> bool:
@@ -109,11 +109,11 @@ def auto_cpu_backend(precision: str, frames: int | None, height: int, width: int
     return "eager"
 
 
-def compiled_stages(modules: dict[str, torch.nn.Module]) -> Stages:
-    """torch.compile each stage (CUDA; the CPU compiles ahead of time, see :mod:`.aot`)."""
+def compiled_parts(modules: dict[str, torch.nn.Module]) -> Parts:
+    """torch.compile each part (CUDA; the CPU compiles ahead of time, see :mod:`.aot`)."""
     comp = {k: torch.compile(m) for k, m in modules.items()}
-    return Stages(comp["encode"], comp["flows"], comp["window"], "compile")
+    return Parts(comp["encode"], comp["flows"], comp["window"], "compile")
 
 
-__all__ = ["AUTO_COMPILE_MIN_WORK", "BACKENDS", "Stages", "auto_cpu_backend", "eager_stages", "compiled_stages", "resolve_backend",
+__all__ = ["AUTO_COMPILE_MIN_WORK", "BACKENDS", "Parts", "auto_cpu_backend", "eager_parts", "compiled_parts", "resolve_backend",
            "tensorrt_available", "compile_available"]

@@ -1,12 +1,12 @@
-"""``--backend compile`` on the CPU: each stage compiled ahead of time by AOTInductor, once, and kept.
+"""``--backend compile`` on the CPU: each part compiled ahead of time by AOTInductor, once, and kept.
 
 ``torch.compile`` rebuilds its graphs in every new process: measured on the 2-core CPU, 45-70 s
 before the first frame even when Inductor's on-disk cache is warm (Dynamo tracing, freezing,
-the int8 passes). Here each stage (:mod:`..stages`) is exported once with dynamic batch/H/W,
+the int8 passes). Here each part (:mod:`..parts`) is exported once with dynamic batch/H/W,
 compiled by Inductor with freezing (weights become constants: pre-packed oneDNN weights, fused
 int8 convolutions) into a shared library, and packaged on disk:
 
-    ~/.cache/mstgan/aot/<stage>-<key>.pt2     key = sha256 of the weights, precision, int8
+    ~/.cache/mstgan/aot/<part>-<key>.pt2     key = sha256 of the weights, precision, int8
                                               calibration, model code, torch/torchao version
                                               and CPU ISA
     ~/.cache/mstgan/aot/<key>.json            those facts, readable
@@ -17,7 +17,7 @@ on 2 cores); every later run loads the three packages in milliseconds. A package
 load (another torch, a damaged file) is rebuilt, and a build deletes the packages it supersedes
 (same weights and precision, built for other code or another torch). Packages are called
 through their C entry points (:class:`GilFreeRunner`), so decoding and encoding threads keep
-running while a stage computes.
+running while a part computes.
 """
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ import torch.nn as nn
 
 from ...model.blocks import warps_as_gathers
 from ...model.generator import MSTGANGenerator
-from ..stages import MAX_BATCH, MAX_SIDE  # what a package accepts (ModelUpscaler tiles larger frames)
-from . import Stages
+from ..parts import MAX_BATCH, MAX_SIDE  # what a package accepts (ModelUpscaler tiles larger frames)
+from . import Parts
 
 log = logging.getLogger("mstgan_cli")
 
 FORMAT = "mstgan-aot/1"
-STAGES = ("encode", "flows", "window")
-# the shapes the stages are traced at: a typical frame (batch 2: a batch of 1 would be taken
+PARTS = ("encode", "flows", "window")
+# the shapes the parts are traced at: a typical frame (batch 2: a batch of 1 would be taken
 # for a constant)
 TRACE_BATCH, TRACE_H, TRACE_W = 2, 272, 480
 
@@ -56,14 +56,14 @@ def package_dir() -> Path:
 
 @functools.cache
 def code_digest() -> str:
-    """A hash of the code that defines the traced graphs (the model, the stage wrappers and the
+    """A hash of the code that defines the traced graphs (the model, the part wrappers and the
     int8 conversion): a package built by another version of mstgan is not reused."""
     from ...compress import int8
     from ...model import generator
-    from .. import stages
+    from .. import parts
 
     h = hashlib.sha256()
-    for path in sorted(Path(generator.__file__).parent.glob("*.py")) + [Path(stages.__file__), Path(int8.__file__)]:
+    for path in sorted(Path(generator.__file__).parent.glob("*.py")) + [Path(parts.__file__), Path(int8.__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -90,7 +90,7 @@ def package_key(digest: str, precision: str, extra: dict | None = None, gather_w
 def package_paths(digest: str, precision: str, extra: dict | None = None,
                   gather_warps: bool = True) -> dict[str, Path]:
     key = package_key(digest, precision, extra, gather_warps)
-    return {name: package_dir() / f"{name}-{key}.pt2" for name in STAGES}
+    return {name: package_dir() / f"{name}-{key}.pt2" for name in PARTS}
 
 
 def _key_of(path: Path) -> str:
@@ -134,8 +134,8 @@ def prune_superseded(mine: dict) -> list[Path]:
 
 
 def _flat_dynamic_shapes(dyn: dict, module: nn.Module, name: str) -> object:
-    """An exported-then-converted graph (int8) takes the window stage's tensors as flat
-    arguments; the stage modules take (centre, *rest)."""
+    """An exported-then-converted graph (int8) takes the window part's tensors as flat
+    arguments; the part modules take (centre, *rest)."""
     if name == "window" and isinstance(module, torch.fx.GraphModule):
         centre, rest = dyn[name]
         return (centre, *rest)
@@ -145,7 +145,7 @@ def _flat_dynamic_shapes(dyn: dict, module: nn.Module, name: str) -> object:
 class GilFreeRunner:
     """Runs a CPU AOTInductor package through its C entry points, called by ctypes, which lets go
     of Python's GIL for the call. (torch's own loader holds the GIL for the whole call,
-    pytorch/pytorch#197516, so the decoder and encoder threads stall while a stage runs.)
+    pytorch/pytorch#197516, so the decoder and encoder threads stall while a part runs.)
     Called with flat tensors, returns what the exported module returned (a tensor or a tuple)."""
 
     def __init__(self, path: Path) -> None:
@@ -243,12 +243,12 @@ def build_package(module: nn.Module, args: tuple[torch.Tensor, ...], dynamic_sha
         tmp.unlink(missing_ok=True)
 
 
-def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, digest: str,
+def aot_parts(model: MSTGANGenerator, precision: str, dtype: torch.dtype, digest: str,
                modules: Callable[[], dict[str, nn.Module]], extra: dict | None = None,
-               gather_warps: bool = True) -> Stages:
-    """The three stages of `model` (on the CPU, in `dtype`) as AOTInductor packages: loaded from
+               gather_warps: bool = True) -> Parts:
+    """The three parts of `model` (on the CPU, in `dtype`) as AOTInductor packages: loaded from
     the cache, or built from ``modules()`` (called only when something has to be built)."""
-    from ..stages import dynamic_shapes, sample_inputs
+    from ..parts import dynamic_shapes, sample_inputs
 
     paths = package_paths(digest, precision, extra, gather_warps)
     runners = {name: _load(path) for name, path in paths.items()}
@@ -275,8 +275,8 @@ def aot_stages(model: MSTGANGenerator, precision: str, dtype: torch.dtype, diges
         prune_superseded(facts)
     else:
         log.info("compile: loaded the compiled model from %s", package_dir())
-    return Stages(runners["encode"], runners["flows"], runners["window"], "compile")
+    return Parts(runners["encode"], runners["flows"], runners["window"], "compile")
 
 
-__all__ = ["FORMAT", "MAX_BATCH", "MAX_SIDE", "STAGES", "aot_stages", "build_package", "package_dir", "package_facts", "package_key",
+__all__ = ["FORMAT", "MAX_BATCH", "MAX_SIDE", "PARTS", "aot_parts", "build_package", "package_dir", "package_facts", "package_key",
            "package_paths", "prune_superseded"]

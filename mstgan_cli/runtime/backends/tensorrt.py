@@ -1,11 +1,11 @@
 """TensorRT through torch-tensorrt (the ``[tensorrt]`` extra). The only module importing it.
 
-Each stage is exported with dynamic batch/H/W (``stages.dynamic_shapes``) and compiled by
+Each part is exported with dynamic batch/H/W (``parts.dynamic_shapes``) and compiled by
 ``torch_tensorrt.dynamo.compile`` for a shape range; the result is saved as an ExportedProgram in
 the engine cache, so a later run with the same weights, range, precision, GPU and TensorRT
 version loads it instead of building (building takes minutes, loading seconds):
 
-    ~/.cache/mstgan/engines/<stage>-<key>.ep      key = sha256 of the things above
+    ~/.cache/mstgan/engines/<part>-<key>.ep      key = sha256 of the things above
 
 Ranges: batch 1..max_batch, H/W from the network's size multiple up to the frame's padded size
 rounded up to a multiple of 256 (videos of similar size share engines); opt = the frame's size.
@@ -22,7 +22,7 @@ import torch
 
 from ...errors import BackendError
 from ...model.generator import MSTGANGenerator
-from . import Stages
+from . import Parts
 
 log = logging.getLogger("mstgan_cli")
 
@@ -40,11 +40,11 @@ def shape_range(model: MSTGANGenerator, batch: int, h: int, w: int) -> dict[str,
     return {"n": (1, batch, batch), "h": (m, h, up(h)), "w": (m, w, up(w))}
 
 
-def engine_key(model_digest: str, stage: str, rng: dict, precision: str, device: torch.device) -> str:
+def engine_key(model_digest: str, part: str, rng: dict, precision: str, device: torch.device) -> str:
     import tensorrt
     import torch_tensorrt
 
-    ident = {"model": model_digest, "stage": stage, "range": rng, "precision": precision,
+    ident = {"model": model_digest, "part": part, "range": rng, "precision": precision,
              "gpu": torch.cuda.get_device_name(device), "capability": torch.cuda.get_device_capability(device),
              "tensorrt": tensorrt.__version__, "torch_tensorrt": torch_tensorrt.__version__,
              "torch": torch.__version__}
@@ -52,7 +52,7 @@ def engine_key(model_digest: str, stage: str, rng: dict, precision: str, device:
 
 
 def _inputs(stage_args: tuple[torch.Tensor, ...], rng: dict) -> list:
-    """torch_tensorrt.Input specs, one per flat stage argument. The samples have the opt shape,
+    """torch_tensorrt.Input specs, one per flat part argument. The samples have the opt shape,
     so a pyramid level's divisor (1, 2, 4) is opt height / sample height."""
     import torch_tensorrt
 
@@ -68,9 +68,9 @@ def _inputs(stage_args: tuple[torch.Tensor, ...], rng: dict) -> list:
     return specs
 
 
-def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device, batch: int,
-                    h: int, w: int, cache: Path | None = None) -> Stages:
-    """TensorRT engines for the three stages of `model` (already on `device` in the precision's
+def tensorrt_parts(model: MSTGANGenerator, precision: str, device: torch.device, batch: int,
+                    h: int, w: int, cache: Path | None = None) -> Parts:
+    """TensorRT engines for the three parts of `model` (already on `device` in the precision's
     dtype), valid for frames up to the range of (h, w) and `batch` windows. Cached on disk."""
     try:
         import torch_tensorrt
@@ -78,7 +78,7 @@ def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device
         raise BackendError("--backend tensorrt: torch-tensorrt is not installed "
                            "(pip install 'mstgan[tensorrt]')") from exc
     from ...compress.int8 import cache_dir, model_hash
-    from ..stages import dynamic_shapes, sample_inputs, stage_modules
+    from ..parts import dynamic_shapes, sample_inputs, part_modules
 
     dtype = TRT_DTYPES[precision]
     cache = cache or cache_dir() / "engines"
@@ -88,7 +88,7 @@ def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device
     samples = sample_inputs(model, batch, h, w, dtype=dtype, device=device)
     dyn = dynamic_shapes(model, max_batch=max(2, batch), max_side=max(rng["h"][2], rng["w"][2]))
     out = {}
-    for name, mod in stage_modules(model).items():
+    for name, mod in part_modules(model).items():
         path = cache / f"{name}-{engine_key(digest, name, rng, precision, device)}.ep"
         if path.is_file():
             try:
@@ -98,7 +98,7 @@ def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device
             except Exception as exc:  # noqa: BLE001 - a stale or broken cache entry is rebuilt
                 log.warning("tensorrt: cannot load %s (%s); rebuilding", path, exc)
         t0 = time.perf_counter()
-        args = samples[name]  # flat tensors for every stage
+        args = samples[name]  # flat tensors for every part
         ep = torch.export.export(mod, args, dynamic_shapes=dyn[name])
         trt = torch_tensorrt.dynamo.compile(
             ep, arg_inputs=_inputs(args, rng),
@@ -109,4 +109,4 @@ def tensorrt_stages(model: MSTGANGenerator, precision: str, device: torch.device
         tmp.replace(path)
         out[name] = torch.export.load(str(path)).module()
         log.info("tensorrt: built the %s engine in %.0fs (%s)", name, time.perf_counter() - t0, path)
-    return Stages(out["encode"], out["flows"], out["window"], "tensorrt")
+    return Parts(out["encode"], out["flows"], out["window"], "tensorrt")

@@ -6,8 +6,8 @@ extension (:data:`VIDEO_EXTENSIONS`) or matching ``globs``, and writes ``OUT/<re
 for each. A file that fails is recorded and the walk goes on; Ctrl-C stops it.
 
 **Complete** means: a record ``OUT/.mstgan/<relative path>.json``, written when the output passed
-its integrity check, names the same settings (:func:`~mstgan_cli.identity.settings_hash`), the
-same input (:func:`~mstgan_cli.identity.source_fingerprint`), and the output's current size and
+its integrity check, names the same settings (:func:`~mstgan_cli.job.identity.settings_hash`), the
+same input (:func:`~mstgan_cli.job.identity.source_fingerprint`), and the output's current size and
 modification time. Complete files are skipped, so a re-run only reports. An output without such
 a record (other settings, another input, changed since) is stale: it is replaced with
 ``overwrite``, and is a failure (exit code 3) without it.
@@ -34,14 +34,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import InputError, MstganError, OutputError
+from .. import __version__
+from ..errors import InputError, MstganError, OutputError
 from .identity import settings, settings_hash, source_fingerprint
-from .media.encode import READ_ONLY_SUFFIXES
-from .options import UpscaleOptions
-from .pipeline import ProgressCallback, UpscaleResult, upscale_file
+from ..media.encode import READ_ONLY_SUFFIXES
+from ..options import UpscaleOptions
+from .upscale import ProgressCallback, UpscaleResult, upscale_file
 from .plan import UpscalerFactory, folder_problem, upscaler_factory
-from .runtime.upscaler import FrameUpscaler
+from ..runtime.upscaler import FrameUpscaler
 
 log = logging.getLogger("mstgan_cli")
 
@@ -212,7 +212,7 @@ def upscale_folder(root: str | os.PathLike[str], options: UpscaleOptions, folder
     """Upscale every selected video under ``root`` into ``folder.out`` (see the module docstring).
 
     ``on_file(record, i, n)`` is called before file ``i`` of ``n`` starts (status "running") and
-    when it ends; ``progress`` receives each file's :class:`~mstgan_cli.pipeline.Progress`.
+    when it ends; ``progress`` receives each file's :class:`~mstgan_cli.job.upscale.Progress`.
     Raises InputError when ``root`` holds no videos at all, OutputError when ``folder.out``
     cannot be created; a file's own errors go into its record. KeyboardInterrupt propagates
     after the report is written."""

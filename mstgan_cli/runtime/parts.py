@@ -4,12 +4,12 @@ A backend (eager, torch.compile, TensorRT, INT8) compiles each piece on its own.
 and returns flat tensors only (no lists, no None), so torch.export, torch.compile and
 torch-tensorrt all see the same graphs:
 
-- ``EncodeStage(frames)``: frames (N, 3, h, w) in [0, 1] -> the feature pyramid
+- ``EncodePart(frames)``: frames (N, 3, h, w) in [0, 1] -> the feature pyramid
   ((N, C, h, w), (N, C, h/2, w/2), (N, C, h/4, w/4)).                          [once per frame]
-- ``FlowStage(a, b)``: neighbouring frames (N, 3, h, w) -> flows a->b and b->a, (N, 2, h, w),
+- ``FlowPart(a, b)``: neighbouring frames (N, 3, h, w) -> flows a->b and b->a, (N, 2, h, w),
   in the flow network's dtype (the runtime keeps it in fp32: cheap, and flows in bf16/fp16
   would be off by a sizeable fraction of a pixel).                             [once per pair]
-- ``WindowStage(centre_lr, *rest)``: the centre frame (N, 3, h, w), then the T pyramids (T*3
+- ``WindowPart(centre_lr, *rest)``: the centre frame (N, 3, h, w), then the T pyramids (T*3
   tensors, frame by frame), then the T-1 forward and the T-1 backward neighbour flows
   (see :func:`pack_window`) -> the super-resolved centre (N, 3, s*h, s*w), not clamped.
                                                                                [once per window]
@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..model.generator import PYRAMID_LEVELS, MSTGANGenerator
 
 
-class EncodeStage(nn.Module):
+class EncodePart(nn.Module):
     def __init__(self, model: MSTGANGenerator) -> None:
         super().__init__()
         self.model = model
@@ -38,7 +38,7 @@ class EncodeStage(nn.Module):
         return self.model.encode(frames.to(self.model.enc_in.weight.dtype))
 
 
-class FlowStage(nn.Module):
+class FlowPart(nn.Module):
     def __init__(self, model: MSTGANGenerator) -> None:
         super().__init__()
         self.model = model
@@ -48,7 +48,7 @@ class FlowStage(nn.Module):
         return self.model.pair_flows(a.to(dtype), b.to(dtype))
 
 
-class WindowStage(nn.Module):
+class WindowPart(nn.Module):
     """Chains the neighbour flows into flows from the centre, then reconstructs the centre."""
 
     def __init__(self, model: MSTGANGenerator) -> None:
@@ -64,7 +64,7 @@ class WindowStage(nn.Module):
 
 def pack_window(centre_lr: torch.Tensor, feats: Sequence[Sequence[torch.Tensor]],
                 fwd: Sequence[torch.Tensor], bwd: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """The flat argument tuple of :class:`WindowStage` (centre first)."""
+    """The flat argument tuple of :class:`WindowPart` (centre first)."""
     return (centre_lr, *[f for pyr in feats for f in pyr], *fwd, *bwd)
 
 
@@ -79,14 +79,14 @@ def unpack_window(rest: Sequence[torch.Tensor], window: int
     return feats, fwd, bwd
 
 
-def stage_modules(model: MSTGANGenerator) -> dict[str, nn.Module]:
-    """The three stages of one generator (sharing its parameters), by name."""
-    return {"encode": EncodeStage(model), "flows": FlowStage(model), "window": WindowStage(model)}
+def part_modules(model: MSTGANGenerator) -> dict[str, nn.Module]:
+    """The three parts of one generator (sharing its parameters), by name."""
+    return {"encode": EncodePart(model), "flows": FlowPart(model), "window": WindowPart(model)}
 
 
 def sample_inputs(model: MSTGANGenerator, n: int, h: int, w: int, dtype: torch.dtype = torch.float32,
                   device: torch.device | str = "cpu") -> dict[str, tuple[torch.Tensor, ...]]:
-    """Random inputs of the right shapes for each stage (for export, tracing, engine builds)."""
+    """Random inputs of the right shapes for each part (for export, tracing, engine builds)."""
     cfg = model.config
     t = cfg.window
     opts = dict(dtype=dtype, device=device)
@@ -105,7 +105,7 @@ MAX_BATCH, MAX_SIDE = 64, 4096
 
 
 def dynamic_shapes(model: MSTGANGenerator, max_batch: int = MAX_BATCH, max_side: int = MAX_SIDE) -> dict[str, object]:
-    """torch.export dynamic-shape specs for each stage: batch, and H/W as multiples of the
+    """torch.export dynamic-shape specs for each part: batch, and H/W as multiples of the
     network's size multiple (the pyramid levels follow as H/2, H/4)."""
     from torch.export import Dim
 
@@ -116,7 +116,7 @@ def dynamic_shapes(model: MSTGANGenerator, max_batch: int = MAX_BATCH, max_side:
     full = {0: n, 2: m * hq, 3: m * wq}
     levels = [{0: n, 2: (m >> lvl) * hq, 3: (m >> lvl) * wq} for lvl in range(PYRAMID_LEVELS)]
     t = model.config.window
-    # (centre_lr, rest): torch.export sees the varargs of WindowStage.forward as one tuple
+    # (centre_lr, rest): torch.export sees the varargs of WindowPart.forward as one tuple
     window = (full, (*[levels[lvl] for _ in range(t) for lvl in range(PYRAMID_LEVELS)],
                      *[full] * (2 * (t - 1))))
     return {"encode": (full,), "flows": (full, full), "window": window}

@@ -17,8 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .options import UpscaleOptions
+from .. import __version__
+from ..options import UpscaleOptions
 
 _EDGE = 1 << 20
 

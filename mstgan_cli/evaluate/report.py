@@ -147,7 +147,7 @@ def plot_flicker(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike[str
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from .flicker import flicker_ratio
+    from ..metrics.flicker import flicker_ratio
 
     xs = [p["frame"] for p in pairs]
     has_motion = any(_finite(p.get("motion")) for p in pairs)

@@ -30,12 +30,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import MstganError, OutputError
+from ..errors import MstganError, OutputError
 from .integrity import Expected, verify
-from .media.decode import VideoDecoder
-from .media.probe import MediaInfo, PacketIndex
-from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
-from .stages import LowResFrame
+from ..media.decode import VideoDecoder
+from ..media.probe import MediaInfo, PacketIndex
+from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
+from .pipeline import LowResFrame
 
 log = logging.getLogger("mstgan_cli")
 

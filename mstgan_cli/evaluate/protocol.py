@@ -35,8 +35,8 @@ from ..errors import InputError, ModelError, MstganError
 from ..media.frames import read_frames, source_info
 from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 from ..train.degrade import degrade_clip, describe_eval_degrade, downscale, parse_eval_degrade
-from .frame import SUMMARY_KEYS, FrameMetrics
-from .lpips import cached_lpips
+from ..metrics.frame import SUMMARY_KEYS, FrameMetrics
+from ..metrics.lpips import cached_lpips
 from .report import HIGHER_IS_BETTER, fmt, markdown_table, metric_header
 
 log = logging.getLogger("mstgan_cli")

@@ -24,8 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, MstganError
-from .media.probe import MediaInfo, StreamInfo, packet_index, probe
+from ..errors import IntegrityError, MstganError
+from ..media.probe import MediaInfo, StreamInfo, packet_index, probe
 
 log = logging.getLogger("mstgan_cli")
 
@@ -91,15 +91,40 @@ def verify(output: Path, expected: Expected, *, streams: bool = True,
         index = packet_index(output, info.video.index, info.video.time_base)
     except MstganError as exc:
         raise IntegrityError(f"the output cannot be read back: {exc}") from exc
-    problems: list[str] = []
     found = list(index.pts) if index else []
-    if index is None:
-        problems.append("some output frames have no timestamp")
+    report = _compare(found, info.video.time_base, expected, list(_kinds(info.other_streams)),
+                      streams=streams, left_out=left_out,
+                      problems=[] if index else ["some output frames have no timestamp"])
+    if report.problems:
+        raise IntegrityError(f"{output.name} failed its integrity check: {'; '.join(report.problems)}",
+                             report)
+    if report.shift:
+        log.info("the container moved the whole video by %+.3fs", report.shift)
+    log.debug("integrity of %s: %d frames, timestamps within %.6fs", output, report.frames_found,
+              report.max_error)
+    return report
+
+
+def verify_encoded(pts: Sequence[int], time_base: Fraction, expected: Expected, *,
+                   left_out: Sequence[StreamInfo] = ()) -> IntegrityReport:
+    """The check for an output that cannot be read back (a stream to a pipe): the packets the
+    encoder wrote (``pts`` in ``time_base``, in any order) against ``expected``'s frames, the
+    other streams unchecked. Raises IntegrityError on a mismatch."""
+    report = _compare(sorted(pts), time_base, expected, [], streams=False, left_out=left_out,
+                      problems=[])
+    if report.problems:
+        raise IntegrityError(f"the stream to stdout failed its integrity check: "
+                             f"{'; '.join(report.problems)}", report)
+    return report
+
+
+def _compare(found: list[int], time_base: Fraction, expected: Expected, kinds: list[str], *,
+             streams: bool, left_out: Sequence[StreamInfo], problems: list[str]) -> IntegrityReport:
     want = [p * expected.time_base for p in expected.pts]
-    got = [q * info.video.time_base for q in found]
+    got = [q * time_base for q in found]
     if len(got) != len(want):
         problems.append(f"{len(got)} frames in the output, {len(want)} decoded from the input")
-    tolerance = max(expected.time_base, info.video.time_base)
+    tolerance = max(expected.time_base, time_base)
     shift = got[0] - want[0] if got and want else Fraction(0)
     if abs(shift) <= tolerance:
         shift = Fraction(0)
@@ -111,20 +136,12 @@ def verify(output: Path, expected: Expected, *, streams: bool = True,
         i = next(k for k, e in enumerate(errors) if e == worst)
         problems.append(f"frame {i} is at {float(got[i]):.6f}s, its input frame at "
                         f"{float(want[i]):.6f}s")
-    kinds = list(_kinds(info.other_streams))
     if streams and kinds != list(expected.streams):
         problems.append(f"streams after the video: {', '.join(kinds) or 'none'}; expected "
                         f"{', '.join(expected.streams) or 'none'}")
-    report = IntegrityReport(
+    return IntegrityReport(
         frames_expected=len(want), frames_found=len(got),
         first_time=float(got[0]) if got else None, last_time=float(got[-1]) if got else None,
         shift=float(shift), max_error=float(worst), streams_expected=list(expected.streams),
         streams_found=kinds, streams_checked=streams,
         left_out=[f"#{s.index} {s.kind} ({s.codec})" for s in left_out], problems=problems)
-    if problems:
-        raise IntegrityError(f"{output.name} failed its integrity check: {'; '.join(problems)}",
-                             report)
-    if shift:
-        log.info("the container moved the whole video by %+.3fs", float(shift))
-    log.debug("integrity of %s: %d frames, timestamps within %.6fs", output, len(got), float(worst))
-    return report

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from .errors import ModelError, OutputError
-from .media.colour import Colour
-from .media.encode import READ_ONLY_SUFFIXES
-from .media.probe import MediaInfo
-from .options import DEFAULT_MODEL, MODEL_SCALES, UpscaleOptions
-from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
+from ..errors import ModelError, OutputError
+from ..media.colour import Colour
+from ..media.encode import READ_ONLY_SUFFIXES
+from ..media.probe import MediaInfo
+from ..options import DEFAULT_MODEL, MODEL_SCALES, UpscaleOptions
+from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 
 log = logging.getLogger("mstgan_cli")
 
@@ -55,7 +55,7 @@ def upscaler_factory(options: UpscaleOptions) -> UpscalerFactory:
 
     def load(scale: int) -> FrameUpscaler:
         try:
-            from .runtime import load_upscaler
+            from ..runtime import load_upscaler
         except ImportError as exc:
             raise ModelError(f"model {name!r} cannot be loaded: this build has no model runtime; "
                              "use --model bicubic or --model lanczos") from exc
@@ -86,7 +86,7 @@ def list_models() -> list[dict[str, Any]]:
     Each dict has name, scale, params, flops_per_pixel, precisions, metrics, path."""
     shipped: list[dict[str, Any]] = []
     try:
-        from .model.registry import list_models as registry_models  # type: ignore[import-not-found]
+        from ..model.registry import list_models as registry_models  # type: ignore[import-not-found]
     except ImportError:
         registry_models = None
     if registry_models is not None:

@@ -9,7 +9,7 @@ Stages, each timed on its own over the same N frames so their costs can be compa
   x input pixels x frames / seconds;
 * ``postprocess``: (3, sH, sW) float frames -> uint8 RGB arrays;
 * ``encode``: H.264 encoding of the upscaled frames with the default encoder settings;
-* ``end-to-end``: :func:`mstgan_cli.pipeline.upscale_file` on the clip (overlapping stages,
+* ``end-to-end``: :func:`mstgan_cli.job.upscale.upscale_file` on the clip (overlapping stages,
   muxing included) per configuration.
 
 Memory: ``rss_peak_mb`` is the highest resident set size sampled (every 5 ms) while the stage ran;
@@ -198,8 +198,8 @@ def run_bench(input: str | os.PathLike[str] | None = None, size: tuple[int, int]
     from ..media.frames import make_test_clip, rgb_to_tensor, tensor_to_rgb8
     from ..media.probe import probe
     from ..options import EncodeSettings, UpscaleOptions
-    from ..pipeline import upscale_file
-    from ..plan import output_colour
+    from ..job.upscale import upscale_file
+    from ..job.plan import output_colour
     from ..runtime.engine import resolve_device
 
     if frames < 1:

@@ -2,9 +2,9 @@
 check, rename.
 
 The output is written under a hidden temporary name in the output folder, checked against the
-input (:mod:`mstgan_cli.integrity`) and renamed into place only when complete; on any error or
+input (:mod:`mstgan_cli.job.integrity`) and renamed into place only when complete; on any error or
 interrupt the temporary files are removed (finished segments of a long file stay, to resume).
-Input ``-`` reads a stream from stdin, output ``-`` writes one to stdout (:mod:`mstgan_cli.pipes`).
+Input ``-`` reads a stream from stdin, output ``-`` writes one to stdout (:mod:`mstgan_cli.job.pipes`).
 """
 from __future__ import annotations
 
@@ -26,21 +26,21 @@ from typing import BinaryIO
 import torch
 
 from . import segments as seg
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 from .identity import run_key
-from .integrity import Expected, IntegrityReport, verify
-from .media.decode import VideoDecoder
-from .media.encode import EncoderPlan, VideoEncoder, plan_encoder
-from .media.join import join_segments
-from .media.probe import MediaInfo, StreamInfo, count_packets, packet_index, probe
-from .media.remux import remux
-from .options import Deinterlace, UpscaleOptions
-from .pipes import StdinSource, intermediate_suffix, side_streams, stream_encode
+from .integrity import Expected, IntegrityReport, verify, verify_encoded
+from ..media.decode import VideoDecoder
+from ..media.encode import EncoderPlan, VideoEncoder, plan_encoder
+from ..media.join import join_segments
+from ..media.probe import MediaInfo, StreamInfo, count_packets, packet_index, probe
+from ..media.remux import remux, stream_args
+from ..options import Deinterlace, UpscaleOptions
+from .pipes import LiveStdout, StdinSource, intermediate_suffix, side_streams, stream_encode
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
                    is_stdout, output_colour, plan_size, upscaler_factory)
 from .plan import ResampleOnly
-from .runtime.upscaler import FrameUpscaler, InterpolationUpscaler
-from .stages import LowResFrame, Stages, to_array, to_tensor
+from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
+from .pipeline import LowResFrame, Pipeline, to_array, to_tensor
 
 log = logging.getLogger("mstgan_cli")
 # one line per job naming the input, output size and model: the command shows it at its default
@@ -108,6 +108,7 @@ class _Pass:
     resumed: int = 0
     work: seg.WorkFolder | None = None
     truncated: bool = False
+    encoded: list[int] | None = None  # pts of the packets the encoder wrote (time_base units)
 
 
 class _Job:
@@ -187,8 +188,8 @@ class _Job:
             self._last_report = now
             self.progress(Progress(stage, self.frames_done + frames, self.total, now - self.started))
 
-    def stages(self, upscaler: FrameUpscaler, decoder: VideoDecoder, path: Path) -> Stages:
-        """The three stages for frames of ``decoder``, encoding into ``path``."""
+    def pipeline(self, upscaler: FrameUpscaler, decoder: VideoDecoder, path: Path) -> Pipeline:
+        """The decode -> upscale -> encode pipeline for frames of ``decoder``, encoding into ``path``."""
         v = self.info.video
 
         def open_encoder(src_size: tuple[int, int]) -> VideoEncoder:
@@ -202,7 +203,7 @@ class _Job:
             return VideoEncoder(path, plan, size=self.size.size, src_size=src_size,
                                 time_base=decoder.time_base, rate=v.avg_rate, colour=colour,
                                 sar=self.size.sar, threads=encoder_threads(upscaler, v.upright_size, self.size.size))
-        return Stages(upscaler, v.upright_size, decoder.deep, open_encoder,
+        return Pipeline(upscaler, v.upright_size, decoder.deep, open_encoder,
                       lambda n: self.report("upscaling", n))
 
     def decoder(self, **kwargs: object) -> VideoDecoder:
@@ -352,21 +353,78 @@ def _missing_frames(info: MediaInfo, done: _Pass) -> int:
     return missing
 
 
-def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None) -> _Pass:
+def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
+              live: LiveStdout | None = None) -> _Pass:
+    """Every frame through the pipeline into ``job.video_tmp``; with ``live``, a FIFO whose
+    video goes to stdout as it is encoded."""
     side = None
     if stdin is not None and job.info.other_streams:
         side = (job.side_tmp, tuple(s.index for s in job.info.other_streams))
     decoder = job.decoder(stdin=stdin.chunks() if stdin else None, side_output=side)
-    stages = job.stages(upscaler, decoder, job.video_tmp)
-    with decoder:
-        stages.run((LowResFrame(f.rgb, f.pts) for f in decoder), decoder.kill)
-    if decoder.frames == 0:
-        raise InputError(f"no frames could be decoded from {job.info.path}")
+    pipe = job.pipeline(upscaler, decoder, job.video_tmp)
+    frames = (LowResFrame(f.rgb, f.pts) for f in decoder)
+    if live is not None and job.options.stream_format == "yuv4mpegpipe":
+        frames = constant_rate(frames, job.info)
+    try:
+        if live is not None:
+            live.start()
+        with decoder:
+            pipe.run(frames, decoder.kill)
+        if decoder.frames == 0:
+            raise InputError(f"no frames could be decoded from {job.info.path}")
+        if live is not None:
+            live.finish()
+    except BaseException as exc:
+        if live is not None:
+            failed = live.failed
+            live.abort()
+            if failed and not isinstance(exc, (KeyboardInterrupt, InputError)):
+                raise live.error() from exc
+        raise
     bad = _bad_frames(job.info, decoder)
-    if stages.encoder is not None and stages.encoder.nudged:
+    if pipe.encoder is not None and pipe.encoder.nudged:
         log.warning("%d frames had non-increasing timestamps and were moved one tick later",
-                    stages.encoder.nudged)
-    return _Pass(stages.written, decoder.time_base, bad, truncated=decoder.truncated)
+                    pipe.encoder.nudged)
+    return _Pass(pipe.written, decoder.time_base, bad, truncated=decoder.truncated,
+                 encoded=pipe.encoder.packet_pts if pipe.encoder is not None else None)
+
+
+def constant_rate(frames: Iterator[LowResFrame], info: MediaInfo) -> Iterator[LowResFrame]:
+    """``frames`` as they are, stopping with OutputError at the first one whose distance from
+    the one before differs from the first distance by more than a tick and 1 % (rounding in a
+    millisecond time base): YUV4MPEG states one frame rate and nothing else."""
+    last: int | None = None
+    step: int | None = None
+    for n, frame in enumerate(frames):
+        if last is not None:
+            d = frame.pts - last
+            if step is None:
+                step = d
+            elif abs(d - step) > 1 + step / 100:
+                tb = info.video.time_base
+                raise OutputError(
+                    f"--format yuv4mpegpipe holds one constant frame rate, and frame {n} of "
+                    f"{_input_name(info)} comes {float(d * tb) * 1000:.1f} ms after the one before "
+                    f"(not {float(step * tb) * 1000:.1f} ms): a variable frame rate. Use --format "
+                    "matroska or nut, which keep each frame's time")
+        last = frame.pts
+        yield frame
+
+
+def _input_name(info: MediaInfo) -> str:
+    return "the input stream" if str(info.path) == "-" else info.path.name
+
+
+def check_constant_rate(info: MediaInfo) -> None:
+    """Before anything reaches a pipe: a file whose packets do not come at one rate cannot go
+    to ``--format yuv4mpegpipe`` (OutputError). Demuxes the video, decodes nothing."""
+    index = packet_index(info.path, info.video.index, info.video.time_base)
+    if index is None:
+        return  # some packet without a time: the frames are checked as they are decoded
+    pts = sorted(index.pts)
+    frames = iter(LowResFrame(None, p) for p in pts)  # type: ignore[arg-type]
+    for _ in constant_rate(frames, info):
+        pass
 
 
 def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
@@ -400,12 +458,12 @@ def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
                 start = None if s.seek is None else \
                     float(s.seek * index.time_base) - (info.start_time or 0.0)
                 decoder = job.decoder(seek=start)
-                stages = job.stages(upscaler, decoder, work.file(s, part=True))
+                pipe = job.pipeline(upscaler, decoder, work.file(s, part=True))
 
-                def run(frames: Iterator[LowResFrame], stages: Stages = stages,
+                def run(frames: Iterator[LowResFrame], pipe: Pipeline = pipe,
                         decoder: VideoDecoder = decoder) -> list[int]:
-                    stages.run(frames, decoder.kill)
-                    return stages.written
+                    pipe.run(frames, decoder.kill)
+                    return pipe.written
                 finished = (seg.run_segment(work, s, index, decoder, run), decoder.time_base)
             if time_base is not None and finished[1] != time_base:
                 raise seg.SegmentMismatch("segments disagree about the time base")
@@ -484,8 +542,18 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     if not to_stdout:
         remove_stale(output)
     job.reserve()
+    live: LiveStdout | None = None
+    streamed: tuple[StreamInfo, ...] = ()
+    done = None
     try:
-        done = None
+        if to_stdout and (source is None or not info.other_streams):
+            # to stdout as it is encoded; from stdin only without audio or subtitles, which
+            # come in a side file as the decoder reads (see pipes.py)
+            if fmt == "yuv4mpegpipe" and source is None:
+                check_constant_rate(info)
+            job.video_tmp.unlink()
+            args, streamed = stream_args(job.video_tmp, info, fmt)
+            live = LiveStdout(job.video_tmp, args)
         if source is None and not to_stdout:
             try:
                 done = _segmented(job, upscaler)
@@ -493,16 +561,21 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
                 log.warning("%s; upscaling in one pass instead", exc)
                 job.frames_done = 0
                 job.move_into(None)
-        done = done or _one_pass(job, upscaler, source)
+        done = done or _one_pass(job, upscaler, source, live)
         missing = _missing_frames(info, done)
         job.frames_done = len(done.pts)
-        job.report("muxing", force=True)
         others = job.side_tmp if source is not None and info.other_streams else None
-        if to_stdout:  # checked before anything reaches the pipe, which cannot be taken back
+        if live is not None:  # gone down the pipe: what the encoder wrote is what can be checked
+            report = verify_encoded(done.encoded or [], done.time_base,
+                                    Expected(done.pts, done.time_base, ()))
+            report = replace(report, left_out=_names(lost + streamed))
+        elif to_stdout:  # checked before anything reaches the pipe, which cannot be taken back
+            job.report("muxing", force=True)
             report = verify(job.video_tmp, Expected(done.pts, done.time_base, ()), streams=False)
             left_out = remux(job.video_tmp, info, output, others=others, fmt=fmt)
             report = replace(report, left_out=_names(lost + left_out))
         else:
+            job.report("muxing", force=True)
             left_out = remux(job.video_tmp, info, job.part_tmp, others=others)
             report = verify(job.part_tmp, Expected.of(info, done.pts, done.time_base, left_out),
                             left_out=lost + left_out)

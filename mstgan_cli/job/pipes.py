@@ -8,19 +8,29 @@ of the stream are kept: the decoder stream-copies them into a side file while it
 streams and extra video streams of a stream are left out (with a warning). Input from stdin is
 upscaled in one pass (no segments, nothing to resume).
 
-**stdout** gets a stream format (:data:`~mstgan_cli.options.STREAM_FORMATS`): the video is
-encoded into a temporary file, checked, then muxed to stdout with whatever the format carries.
+**stdout** gets a stream format (:data:`~mstgan_cli.options.STREAM_FORMATS`) as the upscale
+runs (:class:`LiveStdout`): the encoder writes into a FIFO that FFmpeg muxes to stdout with
+whatever the format carries, so the first frames leave at once. What can be checked is checked
+first (the format takes the audio, YUV4MPEG gets a constant frame rate); each frame's time is
+checked as the encoder writes it, since nothing can be read back from a pipe. A stream read
+from stdin that keeps audio or subtitles is the exception: those arrive in a side file only as
+the decoder reads, so its video is encoded into a temporary file first, checked, then muxed.
 """
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InputError
-from .media.probe import MediaInfo, StreamInfo, probe_bytes
-from .options import EncodeSettings
+from ..errors import FFmpegError, InputError, MstganError, OutputError
+from ..media import ffmpeg
+from ..media.probe import MediaInfo, StreamInfo, probe_bytes
+from ..options import EncodeSettings
 
 log = logging.getLogger("mstgan_cli")
 
@@ -90,3 +100,66 @@ def stream_encode(settings: EncodeSettings, fmt: str) -> EncodeSettings:
     if settings.codec or settings.crf is not None or settings.preset:
         log.warning("yuv4mpegpipe carries raw pictures; --codec, --crf and --preset are ignored")
     return EncodeSettings(codec="ffv1", pix_fmt=settings.pix_fmt)
+
+
+class LiveStdout:
+    """``-o -`` while the upscale runs: the encoder writes the video into a FIFO that an FFmpeg
+    reads and muxes, with the source's other streams, straight to stdout, so a player at the
+    other end of the pipe starts at the first frames (``mstgan upscale in.mkv -o - | ffplay -``).
+
+    :meth:`start` before the encoder opens ``fifo`` (each side's open waits for the other);
+    :meth:`finish` after the encoder closed it; :meth:`abort` on any failure. When the FFmpeg
+    ends early (the reader closed the pipe, a mux error), the FIFO is opened and closed once for
+    reading, so an encoder still waiting to open it gets through and its next write fails
+    instead of waiting for ever."""
+
+    def __init__(self, fifo: Path, args: list[str]) -> None:
+        self.fifo, self.args = fifo, args
+        os.mkfifo(fifo)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: list[bytes] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._proc = ffmpeg.popen(self.args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._watch, name="mstgan-stdout-mux", daemon=True)
+        self._reader.start()
+
+    def _watch(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._stderr.append(line)
+            del self._stderr[:-40]
+        self._proc.wait()
+        try:  # let a writer blocked in open() through; its writes then fail with EPIPE
+            os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    @property
+    def failed(self) -> bool:
+        """Whether the FFmpeg has already ended with an error."""
+        return self._proc is not None and self._proc.poll() not in (None, 0)
+
+    def error(self) -> MstganError:
+        """What went wrong on the FFmpeg's side, once it has ended with an error."""
+        tail = b"".join(self._stderr).decode("utf-8", "replace")
+        if "Broken pipe" in tail or "EPIPE" in tail:
+            return OutputError("the reader of stdout closed the pipe; the stream is incomplete")
+        return FFmpegError(f"muxing to stdout failed: {ffmpeg.summary(tail)}", stderr_tail=tail)
+
+    def finish(self) -> None:
+        """Wait for the FFmpeg to write the end of the stream. Raises on its failure."""
+        assert self._proc is not None and self._reader is not None
+        self._proc.wait()
+        self._reader.join()
+        if self._proc.returncode != 0:
+            raise self.error()
+
+    def abort(self) -> None:
+        """Stop the FFmpeg (what reached stdout stays there: a pipe cannot be taken back)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ModelError, MstganError
-from .media.encode import VideoEncoder, gbr_frame, scaled_for_rounding
+from ..errors import ModelError, MstganError
+from ..media.encode import VideoEncoder, gbr_frame, scaled_for_rounding
 from .plan import frame_budget
-from .runtime.upscaler import FrameUpscaler
+from ..runtime.upscaler import FrameUpscaler
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ EncoderFactory = Callable[[tuple[int, int]], VideoEncoder]
 """Opens the encoder, given the (width, height) of the model's output frames."""
 
 
-class Stages:
+class Pipeline:
     """One run of the three stages. :meth:`run` returns when every kept frame is encoded and
     the encoder closed; ``written`` then holds the input pts of the encoded frames, in order."""
 

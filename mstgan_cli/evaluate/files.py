@@ -17,8 +17,8 @@ import torch
 
 from ..errors import InputError, MstganError
 from ..media.frames import read_frames, source_info
-from .flicker import FlickerMeter, FlickerResult, bicubic_resize, reference_pairs
-from .frame import FrameMetrics
+from ..metrics.flicker import FlickerMeter, FlickerResult, bicubic_resize, reference_pairs
+from ..metrics.frame import FrameMetrics
 
 log = logging.getLogger("mstgan_cli")
 
