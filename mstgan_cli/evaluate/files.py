@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError, MstganError
 from ..media.frames import read_frames, source_info
 from ..metrics.flicker import FlickerMeter, FlickerResult, bicubic_resize, reference_pairs
-from ..metrics.frame import FrameMetrics
+from ..metrics.frame import FrameMetrics, LengthMismatch, zip_exact
 
 log = logging.getLogger("mstgan_cli")
 
@@ -54,21 +54,14 @@ class EvalResult:
 
 def _zip_frames(a, b, names: tuple[str, str]):
     """Pairs from two frame iterators; InputError naming both counts when one runs out first."""
-    sentinel = object()
-    it_a, it_b = iter(a), iter(b)
-    n = 0
-    while True:
-        x, y = next(it_a, sentinel), next(it_b, sentinel)
-        if x is sentinel and y is sentinel:
-            return
-        if x is sentinel or y is sentinel:
-            longer, it = (names[1], it_b) if x is sentinel else (names[0], it_a)
-            extra = 1 + sum(1 for _ in it)
-            shorter = names[0] if x is sentinel else names[1]
-            raise InputError(f"frame counts differ: the {shorter} has {n} frames, the {longer} "
-                             f"{n + extra}; compare clips of the same length (or use --max-frames)")
-        yield x, y
-        n += 1
+    try:
+        yield from zip_exact(a, b)
+    except LengthMismatch as exc:
+        (n_a, n_b), (name_a, name_b) = exc.counts, names
+        shorter, longer = ((name_a, n_a), (name_b, n_b)) if n_a < n_b else ((name_b, n_b), (name_a, n_a))
+        raise InputError(f"frame counts differ: the {shorter[0]} has {shorter[1]} frames, the "
+                         f"{longer[0]} {longer[1]}; compare clips of the same length (or use "
+                         "--max-frames)") from None
 
 
 def _check_counts(out_info, ref_info, max_frames: int | None) -> None:

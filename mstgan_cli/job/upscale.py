@@ -529,7 +529,8 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
     fmt = options.stream_format
     suffix = intermediate_suffix(fmt) if to_stdout else output.suffix
     encode = stream_encode(options.encode, fmt) if to_stdout else options.encode
-    enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8)  # fails early
+    enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8,  # fails early
+                            chroma=info.video.chroma, hdr=info.video.hdr)
     upscaler = (factory or upscaler_factory(options))(size.requested_scale)
     check_model_scale(size, upscaler, options)
     if hasattr(upscaler, "expect"):  # lets --backend auto compile the model for long jobs

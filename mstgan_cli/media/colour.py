@@ -7,6 +7,7 @@ PyAV's encoder and reformatter take. This module keeps them in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 # libav AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic values, keyed by the names
 # ffprobe prints (av_color_*_name).
@@ -88,3 +89,79 @@ class Colour:
                 "color_range": RANGE_IDS.get(self.range or "", 0),
                 "color_primaries": PRIMARIES_IDS.get(self.primaries or "", 2),
                 "color_trc": TRANSFER_IDS.get(self.transfer or "", 2)}
+
+
+# Side data types as :func:`mstgan_cli.media.libav.describe` (and ffprobe) name them.
+MASTERING = "Mastering display metadata"
+LIGHT_LEVEL = "Content light level metadata"
+_CHROMA_UNIT, _LUMA_UNIT = 50000, 10000  # x265/HEVC SEI units: 0.00002 (CIE xy), 0.0001 cd/m2
+
+
+def _units(text: object, unit: int) -> int | None:
+    try:
+        value = Fraction(str(text))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return round(value * unit) if value >= 0 else None
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """Static HDR metadata of a stream: the mastering display's colour volume (SMPTE ST 2086)
+    and the content light level (CTA-861.3), each ``None`` where the source gave none.
+
+    ``mastering`` is in the order and units of x265's ``master-display`` (and HEVC's SEI):
+    G, B, R and white point as CIE 1931 x, y in 0.00002 steps, then the maximum and minimum
+    luminance in 0.0001 cd/m2 steps. ``light`` is (MaxCLL, MaxFALL) in cd/m2."""
+
+    mastering: tuple[int, ...] | None = None
+    light: tuple[int, int] | None = None
+
+    @classmethod
+    def from_side_data(cls, side_data: list[dict[str, object]] | None) -> HdrMetadata | None:
+        """From a stream's ``side_data_list`` (ffprobe spellings); None when it has neither.
+        A mastering display without both primaries and luminance is left out (the encoders
+        take only the whole description)."""
+        mastering: tuple[int, ...] | None = None
+        light: tuple[int, int] | None = None
+        for item in side_data or []:
+            kind = item.get("side_data_type")
+            if kind == MASTERING and mastering is None:
+                values = [_units(item.get(f"{c}_{xy}"), _CHROMA_UNIT)
+                          for c in ("green", "blue", "red", "white_point") for xy in "xy"]
+                values += [_units(item.get(k), _LUMA_UNIT) for k in ("max_luminance", "min_luminance")]
+                if all(v is not None for v in values):
+                    mastering = tuple(int(v) for v in values if v is not None)
+            elif kind == LIGHT_LEVEL and light is None:
+                try:
+                    cll, fall = int(str(item.get("max_content"))), int(str(item.get("max_average")))
+                except ValueError:
+                    continue
+                if cll > 0 or fall > 0:
+                    light = (cll, fall)
+        return cls(mastering, light) if mastering or light else None
+
+    # Spellings -------------------------------------------------------------------------------
+    @property
+    def master_display(self) -> str | None:
+        """x265's ``master-display`` (x264's ``mastering-display``, FFmpeg's
+        ``-mastering_display``): ``G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)``."""
+        if self.mastering is None:
+            return None
+        m = self.mastering
+        return "G({},{})B({},{})R({},{})WP({},{})L({},{})".format(*m)
+
+    @property
+    def max_cll(self) -> str | None:
+        """x265's ``max-cll`` (x264's ``cll``, FFmpeg's ``-content_light``): ``MaxCLL,MaxFALL``."""
+        return None if self.light is None else f"{self.light[0]},{self.light[1]}"
+
+    @property
+    def svt_master_display(self) -> str | None:
+        """SVT-AV1's ``mastering-display``: the same order, in plain numbers (CIE xy, cd/m2)."""
+        if self.mastering is None:
+            return None
+        m = self.mastering
+        xy = [f"{v / _CHROMA_UNIT:.5f}".rstrip("0").rstrip(".") for v in m[:8]]
+        lum = [f"{v / _LUMA_UNIT:.4f}".rstrip("0").rstrip(".") for v in m[8:]]
+        return "G({},{})B({},{})R({},{})WP({},{})L({},{})".format(*xy, *lum)

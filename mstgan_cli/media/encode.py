@@ -19,7 +19,8 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 
 from ..errors import FFmpegError, OutputError
 from ..options import EncodeSettings
-from .colour import Colour
+from .colour import Colour, HdrMetadata
+from .probe import bit_depth, chroma_format
 
 log = logging.getLogger("mstgan_cli")
 
@@ -47,12 +48,18 @@ class EncoderPlan:
 
 
 def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
-                 container_default: str | None = None) -> EncoderPlan:
+                 container_default: str | None = None, *, chroma: str | None = None,
+                 hdr: HdrMetadata | None = None) -> EncoderPlan:
     """Choose encoder, pixel format and options for an output file ending in ``suffix``.
 
     ``deep`` means the source has more than 8 bits per component; the default pixel format then
-    keeps 10 bits. Raises OutputError for impossible combinations (e.g. --lossless with prores).
-    """
+    keeps 10 bits. ``chroma`` is the source's subsampling (``"420"``, ``"422"``, ``"444"``,
+    :func:`~mstgan_cli.media.probe.chroma_format`): 4:2:2 and 4:4:4 are kept by default. Where
+    the encoder takes neither that depth nor that subsampling, the nearest it takes is used, with
+    one warning. ``hdr``: the source's mastering display / content light level, written into the
+    bitstream by the encoders that can (x264, x265, SVT-AV1; the others' outputs get them in the
+    container, :mod:`.remux`). An explicit ``settings.pix_fmt`` wins. Raises OutputError for
+    impossible combinations (e.g. --lossless with prores)."""
     suffix = suffix.lower()
     if suffix in READ_ONLY_SUFFIXES:
         raise OutputError(f"mstgan reads {suffix} files but does not write them; name the output "
@@ -75,13 +82,13 @@ def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
     except Exception as exc:  # noqa: BLE001 - PyAV raises several types for unknown codecs
         raise OutputError(f"unknown video encoder {codec!r}; try libx264, libx265, libvpx-vp9, "
                           "libsvtav1 or ffv1") from exc
-    chroma = "444" if settings.lossless else "420"
-    pix_fmt = settings.pix_fmt or (f"yuv{chroma}p10le" if deep else f"yuv{chroma}p")
+    want = "444" if settings.lossless else chroma if chroma in ("422", "444") else "420"
+    pix_fmt = settings.pix_fmt or (f"yuv{want}p10le" if deep else f"yuv{want}p")
     if formats and pix_fmt not in formats:
         if settings.pix_fmt:
             raise OutputError(f"{codec} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats[:12])}")
-        fallback = [f for f in formats if f.startswith("yuv4") and "j" not in f] or formats
-        pix_fmt = fallback[0]
+        pix_fmt = _nearest_format(formats, want, deep)
+        _say_lost(codec, pix_fmt, want, deep)
     options: dict[str, str] = {}
     if settings.lossless:
         if codec == "libx264":
@@ -113,7 +120,64 @@ def plan_encoder(settings: EncodeSettings, suffix: str, deep: bool,
             log.warning("%s has no presets; --preset is ignored", codec)
     elif codec in ("libx264", "libx265"):
         options["preset"] = "medium"
+    if hdr is not None:
+        _hdr_options(codec, hdr, options)
     return EncoderPlan(codec, pix_fmt, options)
+
+
+# Each encoder's own parameter list, and its names for the mastering display and light level.
+_HDR_PARAMS = {"libx265": ("x265-params", "master-display", "max-cll"),
+               "libx264": ("x264-params", "mastering-display", "cll"),
+               "libsvtav1": ("svtav1-params", "mastering-display", "content-light")}
+
+
+def _hdr_options(codec: str, hdr: HdrMetadata, options: dict[str, str]) -> None:
+    """Add the static HDR metadata to the encoder's parameter list (into the bitstream: SEI for
+    H.264/HEVC, metadata OBUs for AV1), after any parameters already there."""
+    if codec not in _HDR_PARAMS:
+        return
+    key, display, light = _HDR_PARAMS[codec]
+    master = hdr.svt_master_display if codec == "libsvtav1" else hdr.master_display
+    params = [p for p in options.get(key, "").split(":") if p]
+    if master:
+        params.append(f"{display}={master}")
+    if hdr.max_cll:
+        params.append(f"{light}={hdr.max_cll}")
+    if params:
+        options[key] = ":".join(params)
+
+
+_DEPTHS = {8: "", 9: "9le", 10: "10le", 12: "12le", 14: "14le", 16: "16le"}
+
+
+def _nearest_format(formats: list[str], chroma: str, deep: bool) -> str:
+    """The planar YCbCr format of ``formats`` nearest to ``chroma`` subsampling at 10 bits
+    (``deep``) or 8: the same subsampling first, else 4:2:0, else any; the depth nearest to
+    the wanted one, preferring more bits."""
+    chromas = [chroma] + [c for c in ("420", "422", "444") if c != chroma]
+    want = 10 if deep else 8
+    depths = sorted(_DEPTHS, key=lambda d: (abs(d - want), -d))
+    for c in chromas:
+        for d in depths:
+            name = f"yuv{c}p{_DEPTHS[d]}"
+            if name in formats:
+                return name
+    fallback = [f for f in formats if f.startswith("yuv4") and "j" not in f] or formats
+    return fallback[0]
+
+
+def _say_lost(codec: str, pix_fmt: str, chroma: str, deep: bool) -> None:
+    """One warning for what the source had and ``pix_fmt`` does not keep: its subsampling
+    (4:2:2, 4:4:4) or its depth (more than 8 bits). Nothing for an 8-bit 4:2:0 source."""
+    lost = []
+    got = chroma_format(pix_fmt)
+    if chroma != "420" and got != chroma:
+        lost.append(f"4:{chroma[1]}:{chroma[2]} chroma")
+    if deep and bit_depth(pix_fmt) < 10:
+        lost.append("10-bit samples")
+    if lost:
+        log.warning("%s cannot encode %s; the output is %s (use --codec or --pix-fmt to choose)",
+                    codec, " or ".join(lost), pix_fmt)
 
 
 def scaled_for_rounding(chw: np.ndarray, deep: bool, out: np.ndarray | None = None) -> np.ndarray:

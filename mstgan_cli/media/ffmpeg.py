@@ -218,6 +218,22 @@ def find_ffmpeg() -> FFmpegTools:
     return _tools_for((os.environ.get("MSTGAN_FFMPEG"), os.environ.get("PATH")))
 
 
+@functools.lru_cache(maxsize=8)
+def _options_of(ffmpeg: str) -> frozenset[str]:
+    try:
+        out = subprocess.run([ffmpeg, "-hide_banner", "-h", "long"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(re.findall(r"^-(\w+)", out, re.MULTILINE))
+
+
+def has_option(tools: FFmpegTools, name: str) -> bool:
+    """Whether ``tools``' ffmpeg takes the command-line option ``-name`` (as ``ffmpeg -h long``
+    lists them; asked once per binary), e.g. ``mastering_display``, which older ones lack."""
+    return name in _options_of(tools.ffmpeg)
+
+
 def command_line(args: list[str]) -> str:
     """The argument list as a copy-pasteable shell line (for logs only; never executed)."""
     return shlex.join(args)

@@ -23,7 +23,7 @@ from typing import Any
 import av
 import av.error
 
-from .colour import MATRIX_IDS, PRIMARIES_IDS, RANGE_IDS, TRANSFER_IDS
+from .colour import LIGHT_LEVEL, MASTERING, MATRIX_IDS, PRIMARIES_IDS, RANGE_IDS, TRANSFER_IDS
 
 log = logging.getLogger("mstgan_cli")
 
@@ -33,8 +33,6 @@ _TRANSFER_NAMES = {v: k for k, v in TRANSFER_IDS.items()}
 _RANGE_NAMES = {v: k for k, v in RANGE_IDS.items()}
 _FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}  # AVFieldOrder
 _FIRST_FRAME_PACKETS = 300  # packets read at most to find the first picture
-MASTERING = "Mastering display metadata"
-LIGHT_LEVEL = "Content light level metadata"
 
 
 class Unreadable(Exception):

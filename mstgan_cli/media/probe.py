@@ -10,9 +10,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+
 from ..errors import FFmpegError, InputError
 from . import libav
-from .colour import Colour
+from .colour import Colour, HdrMetadata
 
 log = logging.getLogger("mstgan_cli")
 
@@ -56,6 +58,20 @@ def bit_depth(pix_fmt: str) -> int:
     return 8
 
 
+def chroma_format(pix_fmt: str) -> str | None:
+    """The chroma subsampling of a YCbCr pixel format: ``"420"``, ``"422"`` or ``"444"``
+    (``yuv422p10le``, ``nv16``, ``uyvy422``: ``"422"``); None for RGB, grey, other subsamplings
+    (4:1:1, 4:4:0) and names FFmpeg does not know."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, 16, 16)
+    except (ValueError, TypeError):
+        return None
+    if fmt.is_rgb or len(fmt.components) < 3:
+        return None
+    return {(16, 16): "444", (8, 16): "422", (8, 8): "420"}.get(
+        (fmt.chroma_width(), fmt.chroma_height()))
+
+
 def _rotation(stream: dict[str, Any]) -> int:
     """Clockwise display rotation in degrees (0, 90, 180 or 270)."""
     for side in stream.get("side_data_list", []) or []:
@@ -97,6 +113,7 @@ class VideoInfo:
     duration: float | None
     colour: Colour
     field_order: str = "unknown"    # as ffprobe says: progressive, tt, bb, tb, bt, unknown
+    hdr: HdrMetadata | None = None  # mastering display / content light level, if the source has them
 
     @property
     def interlaced(self) -> bool:
@@ -106,6 +123,11 @@ class VideoInfo:
     @property
     def bit_depth(self) -> int:
         return bit_depth(self.pix_fmt)
+
+    @property
+    def chroma(self) -> str | None:
+        """``"420"``, ``"422"`` or ``"444"`` (:func:`chroma_format`)."""
+        return chroma_format(self.pix_fmt)
 
     @property
     def upright_size(self) -> tuple[int, int]:
@@ -164,7 +186,7 @@ def _video_info(s: dict[str, Any], fmt_duration: float | None) -> VideoInfo:
         avg_rate=_fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate")),
         nb_frames=_int(s.get("nb_frames")) or _int(tags.get("NUMBER_OF_FRAMES")),
         duration=duration, colour=Colour.from_probe(s),
-        field_order=_field_order(s))
+        field_order=_field_order(s), hdr=HdrMetadata.from_side_data(s.get("side_data_list")))
 
 
 def _field_order(s: dict[str, Any]) -> str:
@@ -225,9 +247,9 @@ def _probe(p: Path, spec: str, data: bytes | None) -> MediaInfo:
         what = "only cover art" if any(s.kind == "video" for s in streams) else "no video stream"
         raise InputError(f"{p} has no video to upscale ({what})")
     video = _video_info(videos[0], _float(fmt.get("duration")))
-    log.debug("probed %s: %s %dx%d %s rot=%d sar=%s tb=%s frames=%s colour=%s", p, video.codec,
-              video.width, video.height, video.pix_fmt, video.rotation, video.sar, video.time_base,
-              video.nb_frames, video.colour)
+    log.debug("probed %s: %s %dx%d %s rot=%d sar=%s tb=%s frames=%s colour=%s hdr=%s", p,
+              video.codec, video.width, video.height, video.pix_fmt, video.rotation, video.sar,
+              video.time_base, video.nb_frames, video.colour, video.hdr)
     return MediaInfo(p, format_name, _float(fmt.get("duration")), streams, video,
                      len(data_.get("chapters") or []), _float(fmt.get("start_time")))
 

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .frame import LengthMismatch, zip_exact
 from .image import as_image_tensor
 from .temporal import FARNEBACK_PARAMS, _cv2
 
@@ -285,20 +286,14 @@ def reference_pairs(outputs, inputs=None, scale: float = 4):
             o = as_image_tensor(o)
             yield o, up(downscale(o, s), tuple(o.shape[-2:]))
         return
-    sentinel = object()
-    it_o, it_i = iter(outputs), iter(inputs)
-    n = 0
-    while True:
-        o, i = next(it_o, sentinel), next(it_i, sentinel)
-        if o is sentinel and i is sentinel:
-            return
-        if o is sentinel or i is sentinel:
-            longer = "input" if o is sentinel else "output"
-            raise ValueError(f"the output and the input differ in length: the {longer} goes on "
-                             f"after frame {n}")
-        o = as_image_tensor(o)
-        yield o, up(as_image_tensor(i), tuple(o.shape[-2:]))
-        n += 1
+    try:
+        for o, i in zip_exact(outputs, inputs):
+            o = as_image_tensor(o)
+            yield o, up(as_image_tensor(i), tuple(o.shape[-2:]))
+    except LengthMismatch as exc:
+        n_out, n_in = exc.counts
+        raise ValueError(f"the output and the input differ in length: {n_out} output frames, "
+                         f"{n_in} input frames") from None
 
 
 __all__ = ["CUT_THRESHOLD", "FLOW_MAX_SIDE", "FlickerMeter", "FlickerPair", "FlickerResult",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -12,6 +13,34 @@ from .lpips import LPIPS, cached_lpips
 from .temporal import TemporalLP, TemporalOF, tecogan_crop
 
 SUMMARY_KEYS = ("psnr_y", "ssim_y", "lpips", "tof", "tlp")
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+class LengthMismatch(ValueError):
+    """Two frame streams that should pair up do not: ``counts`` holds how many frames each had
+    (the longer one read to its end)."""
+
+    def __init__(self, counts: tuple[int, int]) -> None:
+        super().__init__(f"one stream has {counts[0]} frames, the other {counts[1]}")
+        self.counts = counts
+
+
+def zip_exact(a: Iterable[A], b: Iterable[B]) -> Iterator[tuple[A, B]]:
+    """Pairs of ``a`` and ``b`` in order; :class:`LengthMismatch` when one runs out first."""
+    sentinel = object()
+    it_a, it_b = iter(a), iter(b)
+    n = 0
+    while True:
+        x, y = next(it_a, sentinel), next(it_b, sentinel)
+        if x is sentinel and y is sentinel:
+            return
+        if x is sentinel or y is sentinel:
+            rest = 1 + sum(1 for _ in (it_b if x is sentinel else it_a))
+            raise LengthMismatch((n, n + rest) if x is sentinel else (n + rest, n))
+        yield x, y  # type: ignore[misc]
+        n += 1
 
 
 class FrameMetrics:
