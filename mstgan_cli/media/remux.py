@@ -74,7 +74,7 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
     from_stdin = str(info.path) == "-"
     source = others if from_stdin else info.path
     args = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts",
-            "-i", ffmpeg_input(video_file)]
+            *_hdr_args(info, tools), "-i", ffmpeg_input(video_file)]
     if source is not None:
         args += ["-i", ffmpeg_input(source)]
     out_index = 0
@@ -122,6 +122,28 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
         # timestamp of an MPEG-TS/PS output (by 1.4 s in MPEG-TS); -copyts means keep them
         args += ["-muxdelay", "0", "-muxpreload", "0"]
     args.append(ffmpeg_input(dest))
+    return args
+
+
+def _hdr_args(info: MediaInfo, tools: ffmpeg.FFmpegTools) -> list[str]:
+    """Input options that give the new video the source's mastering display and content light
+    level as stream side data, which the Matroska and MP4/MOV muxers store (``Colour``
+    elements, ``mdcv``/``clli`` boxes): the only place for them with encoders that have no
+    bitstream field (FFV1, VP9, ProRes), beside the SEI x264/x265 write. Nothing where the
+    ffmpeg is older than these options."""
+    hdr = info.video.hdr
+    if hdr is None:
+        return []
+    args: list[str] = []
+    for option, value in (("mastering_display", hdr.master_display),
+                          ("content_light", hdr.max_cll)):
+        if value is None:
+            continue
+        if not ffmpeg.has_option(tools, option):
+            log.debug("ffmpeg %d.%d has no -%s; the container gets no %s", *tools.version,
+                      option, option.replace("_", " "))
+            continue
+        args += [f"-{option}:v:0", value]
     return args
 
 
