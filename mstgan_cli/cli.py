@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -29,7 +30,7 @@ from .commands.common import setup_logging as _setup_logging
 from .commands.common import stderr
 from .errors import MstganError, exit_codes_text
 from .options import (DEFAULT_MODEL, Backend, Deinterlace, EncodeSettings, Precision, RuntimeTuning, Target,
-                      UpscaleOptions, parse_device)
+                      UpscaleOptions, parse_device, parse_fps)
 from .options import STREAM_FORMATS
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ UPSCALE_EPILOG = (
     "  [cyan]mstgan upscale in.mkv --scale 4 --lossless[/cyan]\n"
     "    → exactly 4x, FFV1 in in_x4.mkv\n\n"
     "  [cyan]mstgan upscale in.mp4 --codec hevc --crf 20 --preset slow --pix-fmt yuv420p10le[/cyan]\n\n"
+    "  [cyan]mstgan upscale frames/%06d.png --fps 24 --scale 2 -o up/%06d.png[/cyan]\n"
+    "    → numbered pictures in and out (16-bit PNG for a deep source); frame N in is picture N out\n\n"
     "  [cyan]mstgan upscale in.mp4 --target 1080p -o - | ffplay -[/cyan]\n"
     "    → stream the result (Matroska) into another program\n\n"
     "  [cyan]mstgan upscale in.mp4 --model lanczos --target 2560x1080[/cyan]\n"
@@ -123,6 +126,15 @@ def _parse_target(value: Optional[str]) -> Optional[Target]:
         return Target.parse(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _parse_fps(value: Optional[str]) -> Optional[Fraction]:
+    if value is None:
+        return None
+    try:
+        return parse_fps(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fps") from exc
 
 
 def _parse_device(value: str) -> str:
@@ -181,8 +193,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 @app.command(epilog=UPSCALE_EPILOG, no_args_is_help=True)
 def upscale(
-    input: Annotated[Path, typer.Argument(help="Video file, folder (every video under it), or [cyan]-[/cyan] for a stream on stdin.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container), or folder for a folder input (default: [i]INPUT_2160p/[/i]). [cyan]-[/cyan] writes a stream to stdout (--format).", show_default=False)] = None,
+    input: Annotated[Path, typer.Argument(help="Video file, image sequence ([cyan]frames/%06d.png[/cyan]: every numbered picture from the first, at --fps), folder (every video under it), or [cyan]-[/cyan] for a stream on stdin.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (default: [i]INPUT_2160p.EXT[/i] next to the input; the extension picks the container), or folder for a folder input (default: [i]INPUT_2160p/[/i]). A pattern such as [cyan]up/%06d.png[/cyan] writes one picture per frame (.png, .tif, .jpg, .bmp; the folder is made; numbered like a sequence input, from 1 for a video; audio and subtitles cannot go along). [cyan]-[/cyan] writes a stream to stdout (--format).", show_default=False)] = None,
     scale: Annotated[Optional[int], typer.Option("--scale", help="Exactly 2x or 4x (the model's own factor, no extra resize).", callback=check_scale, rich_help_panel="Size")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="SIZE", help="Fit inside 720p, 1080p, 1440p, 2160p/4k, 8k or WxH, aspect kept \\[default: 2160p].", rich_help_panel="Size")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name ([cyan]mstgan models[/cyan]), checkpoint path, or a baseline: bicubic, bilinear, nearest, lanczos.", rich_help_panel="Model")] = DEFAULT_MODEL,
@@ -198,6 +210,7 @@ def upscale(
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format \\[default: the source's subsampling (4:2:0, 4:2:2, 4:4:4) and depth (8 bits, or 10 for a deeper source) where the encoder takes them].", rich_help_panel="Encoding")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless output: FFV1 in .mkv (4:4:4), or the codec's lossless mode (h264/hevc/vp9).", rich_help_panel="Encoding")] = False,
     deinterlace: Annotated[Deinterlace, typer.Option("--deinterlace", help="Interlaced sources (DVD, broadcast): auto weaves the fields of pictures the stream flags interlaced into full frames with bwdif (said once); bwdif does every picture, flagged or not; off upscales the woven fields as they are. Frame count and times stay.", rich_help_panel="Input")] = Deinterlace.AUTO,
+    fps: Annotated[Optional[str], typer.Option("--fps", metavar="RATE", help="Frame rate of an image sequence input, which has no timing of its own: 25, 23.976, 24000/1001 \\[default: 25]. Picture k after the first is at k/RATE seconds.", rich_help_panel="Input", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace the output if it exists (in a folder: outputs that are not verified results of these settings).")] = False,
     stream_format: Annotated[str, typer.Option("--format", "-f", help=f"Stream format for [cyan]-o -[/cyan]: {', '.join(STREAM_FORMATS)}.", rich_help_panel="Pipes and folders")] = "matroska",
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0, help="Long files are upscaled in resumable segments of about this length; 0 never splits.", rich_help_panel="Pipes and folders")] = 60.0,
@@ -221,6 +234,14 @@ def upscale(
     is_folder = input.is_dir()
     if not is_folder and (glob or shard or report):
         raise typer.BadParameter("--glob, --shard and --report are for a folder input")
+    from .media.sequence import is_pattern  # (here: the command starts without FFmpeg's libraries)
+
+    if fps is not None and not is_pattern(input):
+        raise typer.BadParameter("--fps is for an image sequence input such as frames/%06d.png; "
+                                 "a video has its own timing", param_hint="--fps")
+    if is_folder and output is not None and is_pattern(output):
+        raise typer.BadParameter("a folder input writes a folder of videos; give -o OUT_FOLDER "
+                                 "(a picture pattern is for one video or sequence)", param_hint="-o")
     if stream_format != "matroska" and (output is None or str(output) != "-"):
         raise typer.BadParameter("--format is for a stream to stdout (-o -)", param_hint="--format")
     if warps not in ("gather", "grid-sample") or int8_activations not in ("bf16", "fp32"):
@@ -234,7 +255,7 @@ def upscale(
             model=model, precision=precision, backend=backend, device=device, window=window, batch=batch, tile=tile,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, lossless=lossless),
             overwrite=overwrite, segment_seconds=segment_seconds, stream_format=stream_format, tuning=tuning,
-            deinterlace=deinterlace)
+            deinterlace=deinterlace, fps=_parse_fps(fps))
         folder = None
         if is_folder:
             if output is not None and str(output) == "-":

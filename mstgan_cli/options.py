@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from fractions import Fraction
 from pathlib import Path
 
 DEFAULT_MODEL = "mstgan"
@@ -52,6 +53,19 @@ def parse_device(text: str) -> str:
     if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
         return value
     raise ValueError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N")
+
+
+def parse_fps(text: str) -> Fraction:
+    """A frame rate: ``25``, ``23.976``, ``24000/1001`` or ``30000:1001``, above 0 and at most
+    1000. Decimals are taken as written (``29.97`` is 2997/100; give ``30000/1001`` for NTSC)."""
+    value = text.strip()
+    try:
+        rate = Fraction(value.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"frame rate {text!r}: give a number such as 25, 23.976 or 24000/1001") from None
+    if not 0 < rate <= 1000:
+        raise ValueError(f"frame rate {text!r}: must be above 0 and at most 1000")
+    return rate
 
 
 _NAMED_TARGETS = {
@@ -161,6 +175,7 @@ class UpscaleOptions:
     stream_format: str = "matroska"  # what ``output == "-"`` writes: matroska, nut, mpegts, mp4, yuv4mpegpipe
     tuning: RuntimeTuning = field(default_factory=RuntimeTuning)  # how, not what (not in the settings hash)
     deinterlace: Deinterlace = Deinterlace.AUTO  # interlaced pictures: auto, off, bwdif
+    fps: Fraction | None = None    # frame rate of an image sequence input; None: 25
 
     def __post_init__(self) -> None:
         if not isinstance(self.deinterlace, Deinterlace):  # a plain string from Python callers
@@ -169,6 +184,10 @@ class UpscaleOptions:
             except ValueError:
                 raise ValueError(f"unknown deinterlace mode {self.deinterlace!r}; use auto, off "
                                  "or bwdif") from None
+        if self.fps is not None and not isinstance(self.fps, Fraction):  # 25, "24000/1001"
+            object.__setattr__(self, "fps", parse_fps(str(self.fps)))
+        if self.fps is not None and not 0 < self.fps <= 1000:
+            raise ValueError("the frame rate must be above 0 and at most 1000")
         if self.segment_seconds < 0:
             raise ValueError("segment length must be 0 (no segments) or more seconds")
         if self.stream_format not in STREAM_FORMATS:

@@ -12,6 +12,11 @@ After every upscale, before the output is renamed into place, the written file i
   order, less the ones the mux left out on purpose (which are listed, each with a warning).
   MP4 chapter tracks are not counted (see :func:`_kinds`).
 
+An image sequence output (:func:`verify_pictures`) has no timestamps to read back: its pictures
+are counted instead, in the staging folder before they move into place (exactly one per frame
+decoded, each under its number, none empty), and the first and the last are read back (their
+frame size).
+
 A mismatch raises :class:`~mstgan_cli.errors.IntegrityError` (exit code 7); the report of a
 passed check goes into the result and the folder report.
 """
@@ -26,6 +31,7 @@ from typing import Any
 
 from ..errors import IntegrityError, MstganError
 from ..media.probe import MediaInfo, StreamInfo, packet_index, probe
+from ..media.sequence import Pattern, check_pictures
 
 log = logging.getLogger("mstgan_cli")
 
@@ -115,6 +121,29 @@ def verify_encoded(pts: Sequence[int], time_base: Fraction, expected: Expected, 
     if report.problems:
         raise IntegrityError(f"the stream to stdout failed its integrity check: "
                              f"{'; '.join(report.problems)}", report)
+    return report
+
+
+def verify_pictures(pattern: Pattern, numbers: Sequence[int], expected: Expected,
+                    size: tuple[int, int], *, left_out: Sequence[StreamInfo] = ()) -> IntegrityReport:
+    """The check of an image sequence output: the pictures ``pattern`` names (in the staging
+    folder) must be exactly ``numbers``, the ones the encoder wrote, one for each frame of
+    ``expected``; each non-empty, the first and last ``size``. ``first_time``/``last_time``
+    are those of the frames (pictures carry none). Raises IntegrityError on a mismatch."""
+    found, problems = check_pictures(pattern, list(numbers), size)
+    if len(numbers) != len(expected.pts) and not problems:
+        problems.append(f"{len(numbers)} pictures written, {len(expected.pts)} frames decoded "
+                        "from the input")
+    times = [p * expected.time_base for p in expected.pts]
+    report = IntegrityReport(
+        frames_expected=len(expected.pts), frames_found=found,
+        first_time=float(times[0]) if times else None, last_time=float(times[-1]) if times else None,
+        shift=0.0, max_error=0.0, streams_expected=[], streams_found=[], streams_checked=False,
+        left_out=[f"#{s.index} {s.kind} ({s.codec})" for s in left_out], problems=problems)
+    if problems:
+        raise IntegrityError(f"{Path(pattern.text).name} failed its integrity check: "
+                             f"{'; '.join(problems)}", report)
+    log.debug("integrity of %s: %d pictures", pattern.text, found)
     return report
 
 

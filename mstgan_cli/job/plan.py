@@ -17,6 +17,8 @@ from ..errors import ModelError, OutputError
 from ..media.colour import Colour
 from ..media.encode import READ_ONLY_SUFFIXES
 from ..media.probe import MediaInfo
+from ..media.sequence import (IMAGE_SUFFIXES, ImageSequence, check_output_pattern,
+                              default_output_pattern, parse_pattern)
 from ..options import DEFAULT_MODEL, MODEL_SCALES, UpscaleOptions
 from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 
@@ -137,7 +139,11 @@ def check_model_scale(plan: SizePlan, upscaler: FrameUpscaler, options: UpscaleO
 
 def default_output(input_path: Path, options: UpscaleOptions) -> Path:
     """``clip.mp4`` -> ``clip_2160p.mp4`` next to it (``.mkv`` for --lossless with default FFV1,
-    and for containers mstgan does not write: MPEG-PS, YUV4MPEG, DV)."""
+    and for containers mstgan does not write: MPEG-PS, YUV4MPEG, DV); an image sequence
+    ``frames/%06d.png`` -> ``frames_2160p/%06d.png`` beside its folder."""
+    pattern = parse_pattern(input_path)
+    if pattern is not None:
+        return default_output_pattern(pattern, options.size_label)
     suffix = input_path.suffix or ".mkv"
     enc = options.encode
     if suffix.lower() in READ_ONLY_SUFFIXES or (
@@ -151,11 +157,21 @@ def is_stdout(output: Path) -> bool:
     return str(output) == "-"
 
 
-def check_output(input_path: Path, output: Path, overwrite: bool) -> None:
+def check_output(input_path: Path, output: Path, overwrite: bool,
+                 sequence: ImageSequence | None = None) -> None:
     """Refuse an output that is the input, exists (without overwrite), or cannot be written.
-    ``-`` (stdout) is always fine."""
+    ``-`` (stdout) is always fine. An output pattern (``out/%06d.png``): its folder must be
+    makeable, hold no picture the pattern names (without overwrite) and none of the input
+    ``sequence``'s; a single picture (``out.png``) is refused."""
     if is_stdout(output):
         return
+    pattern = parse_pattern(output)
+    if pattern is not None:
+        check_output_pattern(pattern, overwrite, sequence)
+        return
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise OutputError(f"{output.name} would be one picture; for one picture per frame name "
+                          f"a numbered pattern, e.g. {output.parent / (output.stem + '_%06d' + output.suffix)}")
     if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
         raise OutputError(f"the output would overwrite the input: {output}")
     if output.is_dir():
@@ -183,9 +199,12 @@ def folder_problem(folder: Path) -> str:
 
 def output_colour(source: Colour, out_height: int) -> Colour:
     """Colour of the output: the source's own description where it gave one, otherwise what a
-    player would assume at the output's size (BT.709 from 720 lines). Range defaults to limited."""
-    matrix = source.matrix if source.matrix and not source.is_rgb else None
-    return Colour(matrix, source.range, source.primaries, source.transfer).resolved(out_height)
+    player would assume at the output's size (BT.709 from 720 lines). Range defaults to limited;
+    an RGB source's (full: pictures, PNG in Matroska) says nothing about the YCbCr made of it."""
+    rgb = source.is_rgb
+    matrix = source.matrix if source.matrix and not rgb else None
+    return Colour(matrix, None if rgb else source.range, source.primaries,
+                  source.transfer).resolved(out_height)
 
 
 def frame_budget(width: int, height: int, bytes_per_value: int = 4, budget: int = 384 << 20) -> int:

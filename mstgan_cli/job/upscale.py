@@ -5,6 +5,9 @@ The output is written under a hidden temporary name in the output folder, checke
 input (:mod:`mstgan_cli.job.integrity`) and renamed into place only when complete; on any error or
 interrupt the temporary files are removed (finished segments of a long file stay, to resume).
 Input ``-`` reads a stream from stdin, output ``-`` writes one to stdout (:mod:`mstgan_cli.job.pipes`).
+An image sequence (``frames/%06d.png``, :mod:`mstgan_cli.media.sequence`) may be the input (at
+``options.fps``), the output (one picture per frame, collected in a hidden staging folder and
+moved into place once counted), or both; such jobs run in one pass (no segments).
 """
 from __future__ import annotations
 
@@ -28,12 +31,14 @@ import torch
 from . import segments as seg
 from ..errors import InputError, OutputError
 from .identity import run_key
-from .integrity import Expected, IntegrityReport, verify, verify_encoded
+from .integrity import Expected, IntegrityReport, verify, verify_encoded, verify_pictures
 from ..media.decode import VideoDecoder
 from ..media.encode import EncoderPlan, VideoEncoder, plan_encoder
+from ..media.images import ImageEncoder, picture_colour, plan_image_encoder
 from ..media.join import join_segments
 from ..media.probe import MediaInfo, StreamInfo, count_packets, packet_index, probe
 from ..media.remux import remux, stream_args
+from ..media.sequence import Staging, parse_pattern, remove_stale_staging
 from ..options import Deinterlace, UpscaleOptions
 from .pipes import LiveStdout, StdinSource, intermediate_suffix, side_streams, stream_encode
 from .plan import (SizePlan, UpscalerFactory, check_model_scale, check_output, default_output,
@@ -52,7 +57,8 @@ __all__ = ["Progress", "ProgressCallback", "UpscaleResult", "to_array", "to_tens
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report. ``stage`` is "upscaling" (frames counting up), "muxing", then "done"."""
+    """A progress report. ``stage`` is "upscaling" (frames counting up), "muxing" ("checking"
+    for pictures), then "done"."""
 
     stage: str
     frames: int
@@ -109,6 +115,7 @@ class _Pass:
     work: seg.WorkFolder | None = None
     truncated: bool = False
     encoded: list[int] | None = None  # pts of the packets the encoder wrote (time_base units)
+    numbers: list[int] | None = None  # of the pictures written, for an image sequence output
 
 
 class _Job:
@@ -121,7 +128,14 @@ class _Job:
         self.progress = progress
         token = f"mstgan-{os.getpid()}-{secrets.token_hex(3)}"
         self.tmpdir: Path | None = None
-        if is_stdout(output):  # nothing is written beside a pipe; the video waits in a temp folder
+        pattern = None if is_stdout(output) else parse_pattern(output)
+        # an image sequence output: its pictures collect in a staging folder (nothing else is made)
+        self.staging = Staging(pattern, token) if pattern is not None else None
+        if self.staging is not None:
+            self.video_tmp = self.staging.pattern.path(0)  # (unused: pictures have their own names)
+            self.part_tmp = self.staging.path / "unused"
+            self.side_tmp = self.staging.path / "unused.mkv"
+        elif is_stdout(output):  # nothing is written beside a pipe; the video waits in a temp folder
             self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{token}-"))
             self.video_tmp = self.tmpdir / f"video{intermediate_suffix(options.stream_format)}"
             self.part_tmp = self.tmpdir / "unused.mkv"
@@ -142,7 +156,11 @@ class _Job:
     def reserve(self) -> None:
         """Create the temporary names now, so an unwritable folder fails before any work. Each
         is held locked (flock) while this job lives: a later run removes only files whose lock
-        it can take, those of a job that was killed or crashed (:func:`remove_stale`)."""
+        it can take, those of a job that was killed or crashed (:func:`remove_stale`). An image
+        sequence output makes and locks its staging folder instead."""
+        if self.staging is not None:
+            self.staging.create()
+            return
         self._unlock()
         for path in (self.video_tmp, self.part_tmp):
             try:
@@ -173,6 +191,9 @@ class _Job:
         self.reserve()
 
     def cleanup(self) -> None:
+        if self.staging is not None:  # (gone already when the pictures were moved into place)
+            self.staging.remove()
+            return
         self._unlock()
         for path in (self.video_tmp, self.part_tmp, self.side_tmp):
             try:
@@ -196,8 +217,10 @@ class _Job:
             if self.announcement:  # (an input with no frame is one error line, nothing else)
                 job_log.info("%s", self.announcement)
                 self.announcement = None
-            colour = output_colour(v.colour, self.size.size[1])
             plan = self.enc_plan
+            if self.staging is not None:
+                return self.picture_encoder(src_size, decoder.time_base)
+            colour = output_colour(v.colour, self.size.size[1])
             log.info("encoding %dx%d %s %s (%s, %s range)", *self.size.size, plan.codec,
                      plan.pix_fmt, colour.matrix, colour.range)
             return VideoEncoder(path, plan, size=self.size.size, src_size=src_size,
@@ -205,6 +228,18 @@ class _Job:
                                 sar=self.size.sar, threads=encoder_threads(upscaler, v.upright_size, self.size.size))
         return Pipeline(upscaler, v.upright_size, decoder.deep, open_encoder,
                       lambda n: self.report("upscaling", n))
+
+    def picture_encoder(self, src_size: tuple[int, int], time_base: Fraction) -> ImageEncoder:
+        """The encoder of an image sequence output: a sequence input's frame N is picture N
+        (numbered from its pts), a video's frames are pictures 1, 2, 3, ... in order."""
+        assert self.staging is not None
+        v, seq, plan = self.info.video, self.info.sequence, self.enc_plan
+        log.info("writing %dx%d %s pictures (%s) into %s", *self.size.size, plan.codec,
+                 plan.pix_fmt, self.staging.target.text)
+        return ImageEncoder(self.staging.pattern, plan, size=self.size.size, src_size=src_size,
+                            time_base=time_base, colour=picture_colour(v.colour, plan.pix_fmt),
+                            sar=self.size.sar, first=seq.start if seq else 1,
+                            fps=seq.fps if seq else None)
 
     def decoder(self, **kwargs: object) -> VideoDecoder:
         return VideoDecoder(self.info, self.info.video.colour.resolved(self.info.video.height),
@@ -315,7 +350,8 @@ def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:
     """Frames the decoder could not deliver; warns about them (counted only after errors)."""
     if decoder.decode_errors == 0:
         return 0
-    expected = None if str(info.path) == "-" else count_packets(info.path, info.video.index)
+    expected = None if str(info.path) == "-" else info.sequence.count if info.sequence else \
+        count_packets(info.path, info.video.index)
     bad = max(0, (expected or decoder.frames) - decoder.frames)
     if bad:
         log.warning("%d of %d frames could not be decoded and were skipped (%d decoder errors)",
@@ -358,7 +394,7 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
     """Every frame through the pipeline into ``job.video_tmp``; with ``live``, a FIFO whose
     video goes to stdout as it is encoded."""
     side = None
-    if stdin is not None and job.info.other_streams:
+    if stdin is not None and job.info.other_streams and job.staging is None:
         side = (job.side_tmp, tuple(s.index for s in job.info.other_streams))
     decoder = job.decoder(stdin=stdin.chunks() if stdin else None, side_output=side)
     pipe = job.pipeline(upscaler, decoder, job.video_tmp)
@@ -386,7 +422,8 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
         log.warning("%d frames had non-increasing timestamps and were moved one tick later",
                     pipe.encoder.nudged)
     return _Pass(pipe.written, decoder.time_base, bad, truncated=decoder.truncated,
-                 encoded=pipe.encoder.packet_pts if pipe.encoder is not None else None)
+                 encoded=pipe.encoder.packet_pts if pipe.encoder is not None else None,
+                 numbers=list(pipe.encoder.numbers) if isinstance(pipe.encoder, ImageEncoder) else None)
 
 
 def constant_rate(frames: Iterator[LowResFrame], info: MediaInfo) -> Iterator[LowResFrame]:
@@ -431,6 +468,8 @@ def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
     """Upscale a long file in resumable segments into ``job.video_tmp``; None when it is not
     worth splitting (then the caller runs one pass)."""
     info, options = job.info, job.options
+    if info.sequence is not None or job.staging is not None:  # pictures: one pass
+        return None
     if not seg.wants_segments(info, options.segment_seconds):
         return None
     index = packet_index(info.path, info.video.index, info.video.time_base)
@@ -495,6 +534,10 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
                  stdin: BinaryIO | None = None) -> UpscaleResult:
     """Upscale one video and write ``options.output`` (default ``<stem>_2160p.<ext>``).
 
+    ``input_path`` may be an image sequence pattern (``frames/%06d.png``; frame rate
+    ``options.fps``, default 25), and so may ``options.output`` (one picture per frame; default
+    for a sequence input ``frames_2160p/%06d.png``).
+
     ``input_path`` ``-`` reads a stream from ``stdin`` (default ``sys.stdin.buffer``); output
     ``-`` writes ``options.stream_format`` to stdout. Long files run in resumable segments
     (``options.segment_seconds``). ``factory`` builds the model for a requested factor (default:
@@ -517,30 +560,44 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
         info, lost = side_streams(source.probe())
     else:
         src = Path(input_path)
-        info, lost = probe(src), ()
+        info, lost = probe(src, fps=options.fps), ()
+    if options.fps is not None and info.sequence is None:
+        raise InputError(f"a frame rate (--fps) is for an image sequence input such as "
+                         f"frames/%06d.png; {src.name} is a video and has its own timing")
     size = plan_size(info, options)
     if size is None:
         w, h = info.video.display_size
         return UpscaleResult(src, None, skipped=f"{src.name} is {w}x{h}, already at or above the "
                                                 f"{options.size_label} target; nothing to do")
     output = options.output or default_output(src, options)
-    check_output(src, output, options.overwrite)
+    check_output(src, output, options.overwrite, info.sequence)
     to_stdout = is_stdout(output)
+    pictures = None if to_stdout else parse_pattern(output)  # an image sequence output
     fmt = options.stream_format
     suffix = intermediate_suffix(fmt) if to_stdout else output.suffix
     encode = stream_encode(options.encode, fmt) if to_stdout else options.encode
-    enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8,  # fails early
-                            chroma=info.video.chroma, hdr=info.video.hdr)
+    if pictures is not None:  # (fails early, as a video's plan)
+        enc_plan = plan_image_encoder(encode, suffix, info.video.bit_depth > 8)
+        dropped = lost + info.other_streams
+        if info.other_streams:
+            log.warning("an image sequence holds only pictures; left out %d stream(s): %s",
+                        len(info.other_streams), ", ".join(_names(info.other_streams)))
+    else:
+        enc_plan = plan_encoder(encode, suffix, info.video.bit_depth > 8,  # fails early
+                                chroma=info.video.chroma, hdr=info.video.hdr)
     upscaler = (factory or upscaler_factory(options))(size.requested_scale)
     check_model_scale(size, upscaler, options)
     if hasattr(upscaler, "expect"):  # lets --backend auto compile the model for long jobs
         upscaler.expect(info.video.estimated_frames, info.video.height, info.video.width)
     model = model_name(upscaler, options.model)
     job = _Job(info, options, output, size, enc_plan, progress)
-    job.deinterlace = deinterlace_mode(info, options.deinterlace, src.name)
+    name = str(src) if info.sequence is not None else src.name
+    job.deinterlace = deinterlace_mode(info, options.deinterlace, name)
     job.announcement = "{}: {}x{} -> {}x{} with {}{}".format(
-        src.name, *info.video.display_size, *size.size, model, _how(upscaler))
-    if not to_stdout:
+        name, *info.video.display_size, *size.size, model, _how(upscaler))
+    if pictures is not None:
+        remove_stale_staging(pictures)
+    elif not to_stdout:
         remove_stale(output)
     job.reserve()
     live: LiveStdout | None = None
@@ -550,7 +607,7 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
         if to_stdout and (source is None or not info.other_streams):
             # to stdout as it is encoded; from stdin only without audio or subtitles, which
             # come in a side file as the decoder reads (see pipes.py)
-            if fmt == "yuv4mpegpipe" and source is None:
+            if fmt == "yuv4mpegpipe" and source is None and info.sequence is None:
                 check_constant_rate(info)
             job.video_tmp.unlink()
             args, streamed = stream_args(job.video_tmp, info, fmt)
@@ -570,6 +627,12 @@ def upscale_file(input_path: str | os.PathLike[str], options: UpscaleOptions | N
             report = verify_encoded(done.encoded or [], done.time_base,
                                     Expected(done.pts, done.time_base, ()))
             report = replace(report, left_out=_names(lost + streamed))
+        elif job.staging is not None:  # pictures: counted in the staging folder, then moved
+            job.report("checking", force=True)
+            report = verify_pictures(job.staging.pattern, done.numbers or [],
+                                     Expected(done.pts, done.time_base, ()), size.size,
+                                     left_out=dropped)
+            job.staging.commit(done.numbers or [], options.overwrite)
         elif to_stdout:  # checked before anything reaches the pipe, which cannot be taken back
             job.report("muxing", force=True)
             report = verify(job.video_tmp, Expected(done.pts, done.time_base, ()), streams=False)

@@ -30,6 +30,7 @@ from .probe import MediaInfo, ffmpeg_input
 log = logging.getLogger("mstgan_cli")
 
 _SHOWINFO_FRAME = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)")
+_SHOWINFO_SIZE = re.compile(r"\bs:(\d+)x(\d+)")
 _SHOWINFO_TB = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
 _UNDECODABLE = re.compile(r"decod|invalid data|codec parameters", re.IGNORECASE)
 _LEVEL = re.compile(r"\[(panic|fatal|error|warning)\]")
@@ -55,9 +56,13 @@ class DecodedFrame:
 class _StderrReader(threading.Thread):
     """Drains FFmpeg's stderr: collects per-frame pts, the time base, warnings and a tail."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], size: tuple[int, int] | None = None) -> None:
+        """``size``: every frame must be this (width, height); the first that is not is kept
+        in ``resized`` (frame number, width, height)."""
         super().__init__(name="mstgan-ffmpeg-stderr", daemon=True)
         self._stream = stream
+        self._size = size
+        self.resized: tuple[int, int, int] | None = None
         self.cond = threading.Condition()
         self.pts: list[int | None] = []
         self.time_base: Fraction | None = None
@@ -90,6 +95,9 @@ class _StderrReader(threading.Thread):
     def _showinfo(self, line: str) -> None:
         frame = _SHOWINFO_FRAME.search(line)
         if frame:
+            size = _SHOWINFO_SIZE.search(line) if self._size else None
+            if size and self.resized is None and (int(size.group(1)), int(size.group(2))) != self._size:
+                self.resized = (len(self.pts), int(size.group(1)), int(size.group(2)))
             with self.cond:
                 self.pts.append(None if frame.group(2) == "NOPTS" else int(frame.group(2)))
                 self.cond.notify_all()
@@ -108,6 +116,10 @@ class _StderrReader(threading.Thread):
                                   "\n".join(self.tail))
             return self.pts[n]
 
+    def size_changed_by(self, n: int) -> tuple[int, int, int] | None:
+        """The first frame up to ``n`` whose size is not the expected one, if any."""
+        return self.resized if self.resized is not None and self.resized[0] <= n else None
+
 
 class VideoDecoder:
     """Iterate over ``info``'s video stream as :class:`DecodedFrame` objects, upright, in
@@ -124,6 +136,10 @@ class VideoDecoder:
     once must keep besides the frames: audio, subtitles). ``deinterlace``: weave the two fields of
     each picture into a full frame with ``bwdif`` first (frame count and times kept):
     ``"interlaced"`` (or ``True``) those flagged interlaced, ``"all"`` every picture.
+
+    An image sequence (``info.sequence``) is read by FFmpeg's image2 demuxer at its frame rate:
+    frame ``k`` has pts ``k`` in a time base of ``1 / fps``. A picture whose size is not the
+    first one's raises InputError naming its file.
     """
 
     def __init__(self, info: MediaInfo, colour: Colour, *, seek: float | None = None,
@@ -189,6 +205,8 @@ class VideoDecoder:
             args += ["-noaccurate_seek", "-ss", f"{self._seek:.6f}"]
         if self._stdin is not None:
             args += ["-f", self.info.format_name.split(",")[0], "-i", "pipe:0"]
+        elif self.info.sequence is not None:  # numbered pictures at the sequence's frame rate
+            args += self.info.sequence.input_args()
         else:
             args += ["-i", ffmpeg_input(self.info.path)]
         args += ["-map", f"0:{self.info.video.index}", *tools.fps_mode_args, "-vf", vf,
@@ -208,7 +226,9 @@ class VideoDecoder:
         self._proc = ffmpeg.popen(self._args(), stdin=stdin, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, bufsize=1 << 20)
         assert self._proc.stderr is not None
-        self._stderr = _StderrReader(self._proc.stderr)
+        # a sequence's pictures may differ in size (a video's frames cannot): say which does
+        self._stderr = _StderrReader(self._proc.stderr, (self.width, self.height)
+                                     if self.info.sequence is not None else None)
         self._stderr.start()
         if self._stdin is not None:
             self._feeder = threading.Thread(target=self._feed, args=(self._proc.stdin, self._stdin),
@@ -288,6 +308,8 @@ class VideoDecoder:
                             self.frames)
                 break
             pts = stderr.pts_of(self.frames)
+            if stderr.size_changed_by(self.frames):
+                self._resized(*stderr.size_changed_by(self.frames))  # type: ignore[misc]
             if pts is None:  # no timestamp from the container: continue the previous frame's rhythm
                 pts = self._guess_next_pts(last_pts)
             last_pts = pts
@@ -301,6 +323,14 @@ class VideoDecoder:
             if self.frames == 0 and _UNDECODABLE.search(self.stderr_tail):
                 raise InputError(f"no frames could be decoded from {self.info.path}")
             ffmpeg.raise_for_failure("decoding with FFmpeg", self.stderr_tail, returncode)
+
+    def _resized(self, n: int, width: int, height: int) -> None:
+        seq = self.info.sequence
+        assert seq is not None
+        self.kill()
+        name = seq.pattern.name(seq.start + n)
+        raise InputError(f"{seq.pattern.text}: {name} is {width}x{height}, the pictures before it "
+                         f"{self.width}x{self.height}; the pictures of a sequence must all have one size")
 
     def _guess_next_pts(self, last_pts: int | None) -> int:
         if last_pts is None:

@@ -43,13 +43,17 @@ class Unreadable(Exception):
         self.reason = reason
 
 
-def open_input(source: str | bytes, probesize: int | None = None) -> av.container.InputContainer:
-    """Open a local path (spelled ``file:...``) or the bytes of a stream's start for reading."""
-    options = {"probesize": str(max(32, probesize))} if probesize else {}
+def open_input(source: str | bytes, probesize: int | None = None, fmt: str | None = None,
+               options: dict[str, str] | None = None) -> av.container.InputContainer:
+    """Open a local path (spelled ``file:...``) or the bytes of a stream's start for reading;
+    ``fmt`` and ``options``: a demuxer to use and its options (``image2`` for a sequence)."""
+    options = dict(options or {})
+    if probesize:
+        options["probesize"] = str(max(32, probesize))
     try:
         if isinstance(source, bytes):
-            return av.open(io.BytesIO(source), "r", options=options)
-        return av.open(source, "r", options=options)
+            return av.open(io.BytesIO(source), "r", format=fmt, options=options)
+        return av.open(source, "r", format=fmt, options=options)
     except av.error.FFmpegError as exc:
         raise Unreadable(exc.strerror or str(exc)) from exc
     except (OSError, ValueError) as exc:
@@ -104,7 +108,11 @@ def _side_data(frame: Any) -> list[dict[str, Any]]:
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation:
         out.append({"side_data_type": "Display Matrix", "rotation": int(rotation)})
-    for sd in frame.side_data:
+    try:
+        side_data = list(frame.side_data)
+    except ValueError:  # a type newer than PyAV's enum (TIFF pictures carry one): none we read
+        side_data = []
+    for sd in side_data:
         name = getattr(sd.type, "name", str(sd.type))
         raw = bytes(sd)
         if name == "MASTERING_DISPLAY_METADATA" and len(raw) >= 88:
@@ -140,14 +148,15 @@ def _first_picture(container: Any, stream: Any) -> Any | None:
     return None
 
 
-def describe(source: str | bytes, probesize: int | None = None) -> dict[str, Any]:
+def describe(source: str | bytes, probesize: int | None = None, fmt: str | None = None,
+             options: dict[str, str] | None = None) -> dict[str, Any]:
     """``{"format": ..., "streams": [...], "chapters": [...]}`` as ffprobe would print them.
 
     ``source``: a path spelled ``file:...``, or the first bytes of a stream. The first video
     stream that is not cover art also gets ``side_data_list`` (rotation, HDR metadata) and
-    ``interlaced_frame``/``top_field_first`` from its first decoded picture. Raises
-    :class:`Unreadable` when FFmpeg cannot demux it."""
-    with open_input(source, probesize) as container:
+    ``interlaced_frame``/``top_field_first`` from its first decoded picture. ``fmt``/``options``:
+    see :func:`open_input`. Raises :class:`Unreadable` when FFmpeg cannot demux it."""
+    with open_input(source, probesize, fmt, options) as container:
         streams: list[dict[str, Any]] = []
         for s in container.streams:
             entry: dict[str, Any] = {

@@ -14,6 +14,7 @@ import av
 
 from ..errors import FFmpegError, InputError
 from . import libav
+from .sequence import DEFAULT_FPS, READ_SUFFIXES, ImageSequence, find_sequence, parse_pattern
 from .colour import Colour, HdrMetadata
 
 log = logging.getLogger("mstgan_cli")
@@ -55,6 +56,8 @@ def bit_depth(pix_fmt: str) -> int:
         return int(m.group(1))
     if m and m.group(1) in ("010", "012", "016"):
         return int(m.group(1))
+    if m and m.group(1) in ("48", "64"):  # rgb48le, bgr48be, rgba64be: 16 per component
+        return 16
     return 8
 
 
@@ -165,6 +168,7 @@ class MediaInfo:
     video: VideoInfo
     chapters: int
     start_time: float | None = None   # the container's start (what ``-ss`` counts from)
+    sequence: ImageSequence | None = None  # an image sequence (``path`` is then its pattern)
 
     @property
     def other_streams(self) -> tuple[StreamInfo, ...]:
@@ -203,9 +207,13 @@ def _duration_tag(tags: dict[str, str]) -> float | None:
     return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
 
 
-def probe(path: str | os.PathLike[str]) -> MediaInfo:
+def probe(path: str | os.PathLike[str], *, fps: Fraction | None = None) -> MediaInfo:
     """Probe ``path`` (in process). Raises InputError if it is missing, unreadable, not a media
-    file, a still image, or has no video stream (cover art does not count)."""
+    file, a still image, or has no video stream (cover art does not count). A pattern of
+    numbered pictures (``frames/%06d.png``) is an image sequence at ``fps`` frames per second
+    (default 25): :func:`probe_sequence`."""
+    if parse_pattern(path) is not None:
+        return probe_sequence(path, fps or DEFAULT_FPS)
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p}")
@@ -241,7 +249,10 @@ def _probe(p: Path, spec: str, data: bytes | None) -> MediaInfo:
                                {str(k): str(v) for k, v in (s.get("tags") or {}).items()})
                     for s in raw_streams)
     if format_name in _STILL_FORMATS or format_name.endswith("_pipe"):
-        raise InputError(f"{p} is a still image, not a video")
+        hint = ""
+        if p.suffix.lower() in READ_SUFFIXES:
+            hint = f"; for numbered pictures give their pattern, e.g. {p.parent / ('%06d' + p.suffix)}"
+        raise InputError(f"{p} is a still image, not a video{hint}")
     videos = [s for s, info in zip(raw_streams, streams) if info.kind == "video" and not info.attached_pic]
     if not videos:
         what = "only cover art" if any(s.kind == "video" for s in streams) else "no video stream"
@@ -290,3 +301,52 @@ def packet_index(path: Path, stream_index: int, time_base: Fraction) -> PacketIn
     except libav.Unreadable as exc:
         raise FFmpegError(f"cannot read the packets of {path.name}: {exc.reason}") from exc
     return PacketIndex(tuple(sorted(pts)), tuple(sorted(keys)), time_base)
+
+
+def probe_sequence(path: str | os.PathLike[str], fps: Fraction = DEFAULT_FPS) -> MediaInfo:
+    """Probe the image sequence a pattern names (:mod:`.sequence`): its first picture gives the
+    frame size, pixel format and colour; the files give the frame count (exact), ``fps`` the
+    timing (frame ``k`` at ``k / fps``). Raises InputError when no picture matches, one in the
+    middle is missing, or FFmpeg cannot read the first."""
+    pattern = parse_pattern(path)
+    if pattern is None:
+        raise InputError(f"not an image sequence pattern: {path}")
+    seq = find_sequence(pattern, fps)
+    try:
+        data_ = libav.describe(pattern.ffmpeg, fmt="image2", options=seq.demuxer_options)
+    except libav.Unreadable as exc:
+        raise InputError(f"not a picture FFmpeg can read: {pattern.path(seq.start)} ({exc.reason})") from exc
+    raw = [s for s in data_.get("streams") or [] if s.get("codec_type") == "video"]
+    if not raw:
+        raise InputError(f"{pattern.path(seq.start)} has no picture FFmpeg can read")
+    duration = float(seq.count / fps)
+    video = replace(_video_info(raw[0], duration), nb_frames=seq.count, duration=duration,
+                    avg_rate=fps, time_base=_fraction(raw[0].get("time_base"), 1 / fps) or 1 / fps)
+    # pictures are full range; RGB and grey ones have no matrix (TIFF, BMP leave both unsaid)
+    c = video.colour
+    matrix = "gbr" if c.matrix is None and _is_rgb_or_grey(video.pix_fmt) else c.matrix
+    video = replace(video, colour=replace(c, matrix=matrix, range=c.range or "pc"))
+    if _has_alpha(video.pix_fmt):
+        log.warning("%s: the pictures' alpha channel (%s) is left out; only the colour is "
+                    "upscaled", pattern.text, video.pix_fmt)
+    streams = (StreamInfo(video.index, "video", video.codec),)
+    log.debug("probed %s: %d pictures from %d, %s %dx%d %s at %s fps colour=%s", pattern.text,
+              seq.count, seq.start, video.codec, video.width, video.height, video.pix_fmt, fps,
+              video.colour)
+    return MediaInfo(Path(pattern.text), "image2", duration, streams, video, 0, 0.0, sequence=seq)
+
+
+def _has_alpha(pix_fmt: str) -> bool:
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt, 16, 16).components)
+    except (ValueError, TypeError):
+        return False
+
+
+def _is_rgb_or_grey(pix_fmt: str) -> bool:
+    try:
+        fmt = av.VideoFormat(pix_fmt, 16, 16)
+    except (ValueError, TypeError):
+        return False
+    return bool(fmt.is_rgb) or len([c for c in fmt.components if not c.is_alpha]) == 1 \
+        or pix_fmt.startswith("pal")

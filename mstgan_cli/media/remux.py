@@ -72,7 +72,8 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
     copied; ``skip``: source stream indices left out."""
     tools = ffmpeg.find_ffmpeg()
     from_stdin = str(info.path) == "-"
-    source = others if from_stdin else info.path
+    # an image sequence has nothing but its pictures: no other streams, chapters or metadata
+    source = None if info.sequence is not None else others if from_stdin else info.path
     args = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts",
             *_hdr_args(info, tools), "-i", ffmpeg_input(video_file)]
     if source is not None:
@@ -85,7 +86,7 @@ def remux_args(video_file: Path, info: MediaInfo, dest: Path, *, drop: frozenset
         if stream.index == info.video.index:
             args += ["-map", "0:0"]
             video_out = out_index
-            if from_stdin:  # no source file to copy the video's tags from: set them
+            if from_stdin or source is None:  # no source file to copy the video's tags from
                 for tag, value in _video_tags(info).items():
                     if not _is_stale(tag):
                         args += [f"-metadata:s:{out_index}", f"{tag}={value}"]
