@@ -3,6 +3,7 @@ time and copies every other stream (issue 18). Also MPEG-TS that is damaged on t
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import av
@@ -141,8 +142,10 @@ def damage(src: Path, dest: Path, first: int, count: int) -> Path:
 
 def test_damaged_mpegts_is_upscaled_with_a_warning(tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    """40 of 250 TS packets of a 50-frame clip ruined: the frames that still decode are all
-    upscaled at their times, the job succeeds, and a warning says the input was damaged."""
+    """40 of 250 TS packets of a 50-frame clip (25 fps) ruined: the frames that still decode
+    are all upscaled at their times, the job succeeds, and the warning counts the frames that
+    are gone (their packets lost: holes in the frame times, which a packet count cannot see).
+    The same clip undamaged gets no such warning."""
     src = tmp_path / "long.ts"
     ffmpeg(*_V, *_A, "-frames:v", "50", "-t", "2", *_AV, "-c:v", "libx264", "-g", "5",
            "-bf", "0", "-c:a", "aac", str(src))
@@ -154,7 +157,16 @@ def test_damaged_mpegts_is_upscaled_with_a_warning(tmp_path: Path,
     assert result.frames == len(decodable)
     assert decoded_times(result.output) == pytest.approx(decodable, abs=1e-6)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("decod" in w or "damaged" in w or "missing" in w for w in warnings), warnings
+    counts = [re.search(r"(\d+) of (\d+) frames are missing \(lost", w) for w in warnings]
+    said = [(int(m[1]), int(m[2])) for m in counts if m]
+    assert said == [(50 - len(decodable), 50)], warnings
+    assert result.bad_frames == 50 - len(decodable) and result.missing_frames == 0
+    assert not any("concealed" in w for w in warnings), warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mstgan_cli"):
+        clean = upscale_file(src, opts(tmp_path, "clean_up.ts", scale=2, encode=FAST), bicubic)
+    assert (clean.frames, clean.bad_frames, clean.missing_frames) == (50, 0, 0)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def interlaced_clip(folder: Path) -> Path:

@@ -346,16 +346,50 @@ def encoder_threads(upscaler: FrameUpscaler, in_size: tuple[int, int], out_size:
     return 1 if encoder_s < model_wall_s else 0
 
 
-def _bad_frames(info: MediaInfo, decoder: VideoDecoder) -> int:
-    """Frames the decoder could not deliver; warns about them (counted only after errors)."""
-    if decoder.decode_errors == 0:
+def _holes(pts: list[int], time_base: Fraction, rate: Fraction | None) -> int | None:
+    """Frames missing between the decoded ones of a constant-rate stream: a step of n frame
+    durations (1/``rate``) from one frame to the next leaves n - 1 out. None where the steps
+    are not whole frame durations, within a tick and 1 % (a variable rate), or where steps of
+    one frame are not the most common (a rate the frames do not keep, e.g. a field rate)."""
+    if not rate or rate <= 0 or len(pts) < 2:
+        return None
+    step = 1 / (rate * time_base)  # time base ticks per frame
+    if step < 2:  # a time base too coarse to tell one frame's step from two
+        return None
+    counts: dict[int, int] = {}
+    ordered = sorted(pts)
+    for a, b in zip(ordered, ordered[1:]):
+        n = round((b - a) / step)
+        if n < 1 or abs((b - a) - n * step) > 1 + step / 100:
+            return None
+        counts[n] = counts.get(n, 0) + 1
+    if counts.get(1, 0) < max(counts.values()):
+        return None
+    return sum((n - 1) * k for n, k in counts.items())
+
+
+def _bad_frames(info: MediaInfo, decoder: VideoDecoder, pts: list[int]) -> int:
+    """Frames missing from what the decoder delivered (``pts``, in its time base); warns about
+    them. The larger of two estimates: video packets in the file less frames decoded (packets
+    there but undecodable; counted only after decoder errors), and the holes in the frames'
+    times at the stream's frame rate (constant-rate sources only): frames whose packets were
+    lost, as in a damaged MPEG-TS, which no packet count sees. Not the holes of a truncated
+    input: the frames of its cut-off last packets (B-frames among them) are counted as missing
+    from its end (:func:`_missing_frames`)."""
+    holes = 0 if decoder.truncated else _holes(pts, decoder.time_base, info.video.avg_rate) or 0
+    if decoder.decode_errors == 0 and holes == 0:
         return 0
+    if decoder.decode_errors == 0:
+        log.warning("%d of %d frames are missing (lost packets: gaps in the frame times); the "
+                    "rest were upscaled at their times", holes, decoder.frames + holes)
+        return holes
     expected = None if str(info.path) == "-" else info.sequence.count if info.sequence else \
         count_packets(info.path, info.video.index)
-    bad = max(0, (expected or decoder.frames) - decoder.frames)
+    bad = max(0, (expected or decoder.frames) - decoder.frames, holes)
     if bad:
-        log.warning("%d of %d frames could not be decoded and were skipped (%d decoder errors)",
-                    bad, expected, decoder.decode_errors)
+        log.warning("%d of %d frames are missing (lost or undecodable packets; %d decoder "
+                    "errors): they were skipped, the rest were upscaled at their times",
+                    bad, decoder.frames + bad, decoder.decode_errors)
     else:
         log.warning("the decoder reported %d errors; damaged frames were concealed, none dropped",
                     decoder.decode_errors)
@@ -417,7 +451,7 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
             if failed and not isinstance(exc, (KeyboardInterrupt, InputError)):
                 raise live.error() from exc
         raise
-    bad = _bad_frames(job.info, decoder)
+    bad = _bad_frames(job.info, decoder, pipe.written)
     if pipe.encoder is not None and pipe.encoder.nudged:
         log.warning("%d frames had non-increasing timestamps and were moved one tick later",
                     pipe.encoder.nudged)
