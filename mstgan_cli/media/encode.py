@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -227,6 +228,17 @@ def _wrap_av_error(exc: Exception, what: str) -> Exception:
     return FFmpegError(f"{what}: {exc}")
 
 
+def configure(cc: Any, time_base: Fraction, sar: Fraction, threads: int, colour: Colour) -> None:
+    """Set an encoder's codec context: time base, pixel aspect, threads (0: the codec's own
+    choice) and the colour tags."""
+    cc.time_base = time_base
+    cc.sample_aspect_ratio = sar
+    if threads:
+        cc.thread_count = threads
+    for key, value in colour.ids().items():
+        setattr(cc, key, value)
+
+
 class VideoEncoder:
     """Write frames to ``path`` (a video-only file; the format follows the file's extension).
 
@@ -239,16 +251,7 @@ class VideoEncoder:
                  src_size: tuple[int, int], time_base: Fraction, rate: Fraction | None,
                  colour: Colour, sar: Fraction = Fraction(1), threads: int = 0) -> None:
         """``threads``: the encoder's threads, 0 = the codec's own choice (x264: 1.5 per core)."""
-        self.path, self.plan, self.size, self.src_size = path, plan, size, src_size
-        self.time_base, self.colour = time_base, colour
-        self.frames = 0
-        self.packet_pts: list[int] = []  # of every packet muxed, in the stream's time base
-        self._last_pts: int | None = None
-        self.nudged = 0
-        self._reformatter = VideoReformatter()
-        grow = size[0] * size[1] >= src_size[0] * src_size[1]
-        kernel = Interpolation.LANCZOS if grow else Interpolation.AREA
-        self._interp = kernel | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
+        self._setup(path, plan, size, src_size, time_base, colour)
         try:
             self._container = av.open(str(path), mode="w")
         except Exception as exc:  # noqa: BLE001
@@ -258,13 +261,7 @@ class VideoEncoder:
             stream.width, stream.height = size
             stream.pix_fmt = plan.pix_fmt
             stream.time_base = time_base
-            cc = stream.codec_context
-            cc.time_base = time_base
-            cc.sample_aspect_ratio = sar
-            if threads:
-                cc.thread_count = threads
-            for key, value in colour.ids().items():
-                setattr(cc, key, value)
+            configure(stream.codec_context, time_base, sar, threads, colour)
             stream.options = dict(plan.options)
             self._stream = stream
         except Exception as exc:  # noqa: BLE001
@@ -272,6 +269,20 @@ class VideoEncoder:
             raise _wrap_av_error(exc, f"cannot set up the {plan.codec} encoder") from exc
         log.debug("encoder %s %s %dx%d tb=%s options=%s colour=%s", plan.codec, plan.pix_fmt,
                   size[0], size[1], time_base, plan.options, colour)
+
+    def _setup(self, path: Path, plan: EncoderPlan, size: tuple[int, int], src_size: tuple[int, int],
+               time_base: Fraction, colour: Colour) -> None:
+        """The state every encoder of frames keeps (this one and media.images.ImageEncoder)."""
+        self.path, self.plan, self.size, self.src_size = path, plan, size, src_size
+        self.time_base, self.colour = time_base, colour
+        self.frames = 0
+        self.packet_pts: list[int] = []  # of every packet written, in ``time_base``
+        self._last_pts: int | None = None
+        self.nudged = 0
+        self._reformatter = VideoReformatter()
+        grow = size[0] * size[1] >= src_size[0] * src_size[1]
+        kernel = Interpolation.LANCZOS if grow else Interpolation.AREA
+        self._interp = kernel | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 
     def _to_frame(self, rgb: np.ndarray | av.VideoFrame) -> av.VideoFrame:
         if isinstance(rgb, av.VideoFrame):

@@ -17,12 +17,11 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation, VideoReformatter
 
 from ..errors import FFmpegError, OutputError
 from ..options import EncodeSettings
 from .colour import PRIMARIES_IDS, TRANSFER_IDS, Colour
-from .encode import CODEC_ALIASES, EncoderPlan, VideoEncoder
+from .encode import CODEC_ALIASES, EncoderPlan, VideoEncoder, configure
 from .sequence import WRITE_CODECS, Pattern
 
 log = logging.getLogger("mstgan_cli")
@@ -89,29 +88,15 @@ class ImageEncoder(VideoEncoder):
                  src_size: tuple[int, int], time_base: Fraction, colour: Colour,
                  sar: Fraction = Fraction(1), first: int = 1, fps: Fraction | None = None,
                  threads: int = 0) -> None:
-        self.path, self.plan, self.size, self.src_size = pattern.folder, plan, size, src_size
+        self._setup(pattern.folder, plan, size, src_size, time_base, colour)
         self.pattern, self.first, self.fps = pattern, first, fps
-        self.time_base, self.colour = time_base, colour
-        self.frames = 0
-        self.packet_pts: list[int] = []
         self.numbers: list[int] = []  # of the pictures written, in order
         self._pending: deque[int] = deque()
-        self._last_pts: int | None = None
-        self.nudged = 0
-        self._reformatter = VideoReformatter()
-        grow = size[0] * size[1] >= src_size[0] * src_size[1]
-        kernel = Interpolation.LANCZOS if grow else Interpolation.AREA
-        self._interp = kernel | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
         try:
             cc = av.CodecContext.create(plan.codec, "w")
             cc.width, cc.height = size
             cc.pix_fmt = plan.pix_fmt
-            cc.time_base = time_base
-            cc.sample_aspect_ratio = sar
-            if threads:
-                cc.thread_count = threads
-            for key, value in colour.ids().items():
-                setattr(cc, key, value)
+            configure(cc, time_base, sar, threads, colour)
             cc.options = dict(plan.options)
         except Exception as exc:  # noqa: BLE001
             raise FFmpegError(f"cannot set up the {plan.codec} encoder: {exc}") from exc
