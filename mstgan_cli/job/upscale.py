@@ -30,6 +30,7 @@ import torch
 
 from . import segments as seg
 from ..errors import InputError, OutputError
+from ..locks import is_locked
 from .identity import run_key
 from .integrity import Expected, IntegrityReport, verify, verify_encoded, verify_pictures
 from ..media.decode import VideoDecoder
@@ -307,12 +308,7 @@ def remove_stale(output: Path) -> list[Path]:
 def _locked(path: Path) -> bool:
     """Whether some process holds ``path``'s lock (a file that cannot be opened counts as held)."""
     try:
-        with open(path, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held, or a file system without locks: cannot tell, keep it
-                return True
-            return False
+        return is_locked(path)
     except OSError:
         return True
 

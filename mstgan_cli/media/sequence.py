@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import InputError, OutputError
+from ..locks import is_locked
 
 log = logging.getLogger("mstgan_cli")
 
@@ -327,12 +328,7 @@ def remove_stale_staging(pattern: Pattern) -> list[Path]:
 
 def _held(lock: Path) -> bool:
     try:
-        with open(lock, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            return False
+        return is_locked(lock)
     except FileNotFoundError:  # a job that died before it locked or after it unlocked, or one
         try:                   # between the two right now: only an old folder counts as dead
             return time.time() - lock.parent.stat().st_mtime < _FRESH_SECONDS
