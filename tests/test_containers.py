@@ -1,9 +1,12 @@
 """Every common container, each from a tiny clip made here: the upscale keeps every frame at its
-time and copies every other stream (issue 18). Also MPEG-TS that is damaged on the way."""
+time and copies every other stream (issue 18); DVB and PGS bitmap subtitles, written here byte
+by byte. Also MPEG-TS that is damaged on the way."""
 from __future__ import annotations
 
 import logging
 import re
+import struct
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -20,7 +23,7 @@ from mstgan_cli.options import EncodeSettings, UpscaleOptions
 from mstgan_cli.job.upscale import upscale_file
 from mstgan_cli.job.plan import default_output
 
-from conftest import FAST, bicubic, ffmpeg, opts, packets_md5, streams
+from conftest import FAST, bicubic, ffmpeg, frame_times, opts, packets_md5, streams
 
 _V = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25"]
 _A = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
@@ -127,6 +130,171 @@ def test_a_folder_with_every_container_upscales_with_exit_code_0(made: dict[str,
         suffix = ".mkv" if src.suffix in READ_ONLY_SUFFIXES else src.suffix
         done = out / f"{name}{suffix}"
         assert len(decoded_times(done)) == 10, name
+
+
+# Bitmap subtitles of broadcast and Blu-ray. FFmpeg encodes them only from other bitmap
+# subtitles, which nothing here makes, so each stream is written byte by byte: a few display
+# sets, each one rectangle (x, y, width, height) of pixel code 1 (a palette entry that is set),
+# or None: a page without regions, which clears the screen.
+Rect = tuple[int, int, int, int]
+# (seconds after the video's first frame, what is shown)
+SUBTITLE_SETS: tuple[tuple[float, Rect | None], ...] = (
+    (0.1, (100, 400, 40, 10)), (0.4, (120, 420, 60, 12)), (0.7, None))
+
+
+def _dvb_segment(kind: int, body: bytes, page: int = 1) -> bytes:
+    return struct.pack(">BBHH", 0x0F, kind, page, len(body)) + body
+
+
+def dvb_display_set(version: int, rect: Rect | None) -> bytes:
+    """One DVB display set (ETSI EN 300 743): page composition (0x10) of region 0 at (x, y),
+    region composition (0x11: w x h, 8-bit, CLUT 0, object 0 at its corner), CLUT definition
+    (0x12: entry 1 in full range), object data (0x13: each line one 8-bit pixel-code run of w
+    pixels of code 1, top and bottom field) and end of display set (0x80). What an FFmpeg
+    packet holds: the TS muxer wraps it in the PES data field (data_identifier 0x20,
+    subtitle_stream_id 0x00, ..., end marker 0xFF) and the demuxer takes that off again."""
+    if rect is None:  # normal case, no region: the screen is cleared
+        return _dvb_segment(0x10, bytes([5, version << 4])) + _dvb_segment(0x80, b"")
+    x, y, w, h = rect
+    page = bytes([5, (version << 4) | (2 << 2)]) + struct.pack(">BBHH", 0, 0, x, y)  # mode change
+    region = (bytes([0, (version << 4) | 0x08]) + struct.pack(">HH", w, h)
+              + bytes([(3 << 5) | (3 << 2), 0, 0, 0]) + struct.pack(">HHH", 0, 0, 0))
+    clut = bytes([0, version << 4, 1, 0x20 | 0x01, 200, 128, 128, 0])  # Y Cr Cb T: opaque grey
+    line = bytes([0x12, 0x00, 0x80 | w, 1, 0x00, 0x00, 0xF0])  # run of w code 1, end, end of line
+    top, bottom = line * ((h + 1) // 2), line * (h // 2)
+    obj = struct.pack(">HBHH", 0, version << 4, len(top), len(bottom)) + top + bottom
+    obj += b"\x00" * ((len(top) + len(bottom)) % 2)  # (8_stuff_bits to a 16-bit boundary)
+    return (_dvb_segment(0x10, page) + _dvb_segment(0x11, region) + _dvb_segment(0x12, clut)
+            + _dvb_segment(0x13, obj) + _dvb_segment(0x80, b""))
+
+
+def dvb_clip(folder: Path) -> Path:
+    """A broadcast recording: H.264 + AC-3 (made by ffmpeg) and DVB subtitles in MPEG-TS, 25
+    frames; the subtitle packets are muxed beside them with PyAV at SUBTITLE_SETS' times."""
+    plain = folder / "plain.ts"
+    ffmpeg(*_V, *_A, "-frames:v", "25", "-t", "1", *_AV, "-c:v", "libx264", "-c:a", "ac3", str(plain))
+    out = folder / "dvb.ts"
+    with av.open(str(plain)) as src, av.open(str(out), "w", format="mpegts") as dst:
+        video, audio = src.streams.video[0], src.streams.audio[0]
+        copies = {video.index: dst.add_stream_from_template(video),
+                  audio.index: dst.add_stream_from_template(audio)}
+        # a stream without an encoder where PyAV has one (add_mux_stream), else dvbsub's, unused
+        sub = dst.add_mux_stream("dvb_subtitle") if hasattr(dst, "add_mux_stream") \
+            else dst.add_stream("dvbsub")
+        sub.time_base = Fraction(1, 90000)
+        sub.metadata["language"] = "deu"
+        start = video.start_time * video.time_base
+        pending = [(round((start + Fraction(t).limit_denominator(1000)) * 90000),
+                    dvb_display_set(n, rect)) for n, (t, rect) in enumerate(SUBTITLE_SETS)]
+
+        def mux_subtitles(until: float) -> None:
+            while pending and pending[0][0] <= until:
+                pts, data = pending.pop(0)
+                packet = av.Packet(data)
+                packet.stream, packet.time_base, packet.pts, packet.dts = sub, sub.time_base, pts, pts
+                dst.mux(packet)
+        for packet in src.demux(video, audio):
+            if packet.dts is None:
+                continue
+            mux_subtitles(float(packet.dts * packet.time_base * 90000))
+            packet.stream = copies[packet.stream.index]
+            dst.mux(packet)
+        mux_subtitles(float("inf"))
+    return out
+
+
+def pgs_display_set(pts: int, number: int, rect: Rect | None) -> bytes:
+    """One PGS display set as a raw .sup holds it ("PG", pts, dts, then each segment): a
+    presentation composition (0x16, epoch start) of object 0 at (x, y) in window 0 (0x17), a
+    palette (0x14: entry 1), the object (0x15: run-length lines of w pixels of entry 1) and the
+    end (0x80); or an empty composition, which clears the screen."""
+    def seg(kind: int, data: bytes) -> bytes:
+        return b"PG" + struct.pack(">IIBH", pts, pts, kind, len(data)) + data
+    if rect is None:
+        return (seg(0x16, struct.pack(">HHBHBBBB", 1920, 1080, 0x10, number, 0, 0, 0, 0))
+                + seg(0x17, bytes([1, 0]) + struct.pack(">HHHH", 0, 0, 1, 1)) + seg(0x80, b""))
+    x, y, w, h = rect
+    rle = bytes([0, 0x80 | w, 1, 0, 0]) * h  # (w < 64) a run of w pixels of entry 1, end of line
+    return (seg(0x16, struct.pack(">HHBHBBBB", 1920, 1080, 0x10, number, 0x80, 0, 0, 1)
+                + struct.pack(">HBBHH", 0, 0, 0, x, y))
+            + seg(0x17, bytes([1, 0]) + struct.pack(">HHHH", x, y, w, h))
+            + seg(0x14, bytes([0, 0, 1, 200, 128, 128, 255]))
+            + seg(0x15, struct.pack(">HBB", 0, 0, 0xC0) + (len(rle) + 4).to_bytes(3, "big")
+                  + struct.pack(">HH", w, h) + rle)
+            + seg(0x80, b""))
+
+
+def pgs_clip(folder: Path) -> Path:
+    """A Blu-ray stream: H.264 + AC-3 + PGS subtitles (a raw .sup written here) in .m2ts."""
+    sup = folder / "subs.sup"
+    sup.write_bytes(b"".join(pgs_display_set(round(t * 90000), n, rect)
+                             for n, (t, rect) in enumerate(SUBTITLE_SETS)))
+    out = folder / "pgs.m2ts"
+    ffmpeg(*_V, *_A, "-i", str(sup), "-frames:v", "25", "-t", "1", *_AV, "-map", "2:s",
+           "-c:v", "libx264", "-c:a", "ac3", "-c:s", "copy", "-mpegts_m2ts_mode", "1", str(out))
+    return out
+
+
+def bitmap_subtitles(path: Path) -> list[tuple[float, list[Rect]]]:
+    """(time in s, [(x, y, w, h) of each bitmap rectangle]) of each subtitle the decoder
+    gives, every pixel of which must be code 1."""
+    found = []
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            rects = []
+            for sub in stream.decode(packet):
+                assert sub.type == b"bitmap"
+                pixels = np.frombuffer(bytes(sub.planes[0]), np.uint8)
+                assert pixels.size == sub.width * sub.height and set(pixels.tolist()) == {1}
+                rects.append((sub.x, sub.y, sub.width, sub.height))
+            found.append((round(float(packet.pts * stream.time_base), 3), rects))
+    return found
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
+def test_dvb_subtitles_of_a_broadcast_recording_are_copied(tmp_path: Path, suffix: str) -> None:
+    """MPEG-TS with H.264, AC-3 and DVB bitmap subtitles (two pictures, then a clear) upscaled
+    to .ts and .mkv: the subtitle stream stays dvb_subtitle, its packets bit-identical, at
+    their times, and still decodes to the same rectangles."""
+    src = dvb_clip(tmp_path)
+    start = round(decoded_times(src)[0], 3)  # (the subtitles were placed after the first frame)
+    subs = bitmap_subtitles(src)  # the clip is real: FFmpeg decodes what was written
+    assert [(round(t - start, 3), r) for t, r in subs if r] == \
+        [(t, [rect]) for t, rect in SUBTITLE_SETS if rect]
+    assert len(subs) == 3
+    result = upscale_file(src, opts(tmp_path, f"up{suffix}", scale=2), bicubic)
+    out = result.output
+    assert result.frames == 25 and len(decoded_times(out)) == 25
+    assert kinds(out) == [("video", "h264"), ("audio", "ac3"), ("subtitle", "dvb_subtitle")]
+    for spec in ("s:0", "a:0"):
+        assert packets_md5(out, spec) == packets_md5(src, spec), spec
+    assert frame_times(out, "s:0") == pytest.approx(frame_times(src, "s:0"), abs=0.0005)
+    assert frame_times(out, "s:0") == pytest.approx([start + t for t, _ in SUBTITLE_SETS], abs=0.0005)
+    got = bitmap_subtitles(out)
+    assert [r for _, r in got] == [r for _, r in subs]
+    assert [t for t, _ in got] == pytest.approx([t for t, _ in subs], abs=0.0015)
+    assert streams(out)[2]["tags"]["language"] == "deu"
+
+
+def test_pgs_subtitles_of_a_blu_ray_stream_are_copied(tmp_path: Path) -> None:
+    """.m2ts with H.264, AC-3 and PGS (HDMV presentation graphics; FFmpeg has no encoder for
+    them) upscaled to .m2ts and .mkv: the subtitle stream stays hdmv_pgs_subtitle, its bytes
+    identical, each display set at its time. (Matroska keeps a display set in one block, as
+    FFmpeg's muxer merges its segments; a TS keeps one packet per segment.)"""
+    src = pgs_clip(tmp_path)
+    subs = bitmap_subtitles(src)
+    assert [r for _, r in subs if r] == [[rect] for _, rect in SUBTITLE_SETS if rect]
+    for suffix in (".m2ts", ".mkv"):
+        out = upscale_file(src, opts(tmp_path, f"up{suffix}", scale=2), bicubic).output
+        assert kinds(out) == [("video", "h264"), ("audio", "ac3"), ("subtitle", "hdmv_pgs_subtitle")]
+        assert packets_md5(out, "s:0") == packets_md5(src, "s:0"), suffix
+        times = frame_times(out, "s:0")
+        want = frame_times(src, "s:0") if suffix == ".m2ts" else sorted(set(frame_times(src, "s:0")))
+        assert times == pytest.approx(want, abs=0.0005), suffix
+        assert [r for _, r in bitmap_subtitles(out) if r] == [r for _, r in subs if r], suffix
 
 
 def damage(src: Path, dest: Path, first: int, count: int) -> Path:
