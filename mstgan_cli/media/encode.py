@@ -220,7 +220,9 @@ def gbr_frame(chw: np.ndarray, deep: bool) -> av.VideoFrame:
     return frame
 
 
-def _wrap_av_error(exc: Exception, what: str) -> Exception:
+def av_error(exc: Exception, what: str) -> Exception:
+    """The error to raise for what PyAV raised while doing ``what``: a full disk or another OS
+    error is an OutputError, the rest an FFmpegError."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(f"{what}: no space left on device")
     if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
@@ -255,7 +257,7 @@ class VideoEncoder:
         try:
             self._container = av.open(str(path), mode="w")
         except Exception as exc:  # noqa: BLE001
-            raise _wrap_av_error(exc, f"cannot create {path}") from exc
+            raise av_error(exc, f"cannot create {path}") from exc
         try:
             stream = self._container.add_stream(plan.codec, rate=rate)
             stream.width, stream.height = size
@@ -266,7 +268,7 @@ class VideoEncoder:
             self._stream = stream
         except Exception as exc:  # noqa: BLE001
             self.abort()
-            raise _wrap_av_error(exc, f"cannot set up the {plan.codec} encoder") from exc
+            raise av_error(exc, f"cannot set up the {plan.codec} encoder") from exc
         log.debug("encoder %s %s %dx%d tb=%s options=%s colour=%s", plan.codec, plan.pix_fmt,
                   size[0], size[1], time_base, plan.options, colour)
 
@@ -311,7 +313,7 @@ class VideoEncoder:
             for packet in self._stream.encode(frame):
                 self._mux(packet)
         except Exception as exc:  # noqa: BLE001
-            raise _wrap_av_error(exc, f"encoding frame {self.frames} into {self.path.name}") from exc
+            raise av_error(exc, f"encoding frame {self.frames} into {self.path.name}") from exc
         self.frames += 1
 
     def _mux(self, packet: av.Packet) -> None:
@@ -327,7 +329,7 @@ class VideoEncoder:
             self._container.close()
         except Exception as exc:  # noqa: BLE001
             self.abort()
-            raise _wrap_av_error(exc, f"finishing {self.path.name}") from exc
+            raise av_error(exc, f"finishing {self.path.name}") from exc
 
     def abort(self) -> None:
         """Close without flushing; never raises (the caller deletes the file)."""

@@ -10,7 +10,6 @@ their primaries and transfer (PNG writes them as a ``cICP`` chunk).
 """
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from fractions import Fraction
@@ -21,7 +20,7 @@ import numpy as np
 from ..errors import FFmpegError, OutputError
 from ..options import EncodeSettings
 from .colour import PRIMARIES_IDS, TRANSFER_IDS, Colour
-from .encode import CODEC_ALIASES, EncoderPlan, VideoEncoder, configure
+from .encode import CODEC_ALIASES, EncoderPlan, VideoEncoder, av_error, configure
 from .sequence import WRITE_CODECS, Pattern
 
 log = logging.getLogger("mstgan_cli")
@@ -132,7 +131,7 @@ class ImageEncoder(VideoEncoder):
         except OutputError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _picture_error(exc, f"encoding frame {self.frames} into "
+            raise av_error(exc, f"encoding frame {self.frames} into "
                                       f"{self.pattern.name(number)}") from exc
         self.frames += 1
 
@@ -144,7 +143,7 @@ class ImageEncoder(VideoEncoder):
                 with open(path, "xb") as handle:
                     handle.write(bytes(packet))
             except OSError as exc:
-                raise _picture_error(exc, f"cannot write {path.name}") from exc
+                raise av_error(exc, f"cannot write {path.name}") from exc
             if packet.pts is not None:
                 self.packet_pts.append(int(packet.pts))
 
@@ -155,7 +154,7 @@ class ImageEncoder(VideoEncoder):
         except OutputError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _picture_error(exc, f"finishing {self.pattern.text}") from exc
+            raise av_error(exc, f"finishing {self.pattern.text}") from exc
         if self._pending:
             raise FFmpegError(f"the {self.plan.codec} encoder held back {len(self._pending)} "
                               "picture(s) at the end")
@@ -163,11 +162,3 @@ class ImageEncoder(VideoEncoder):
     def abort(self) -> None:
         """Stop; never raises (the caller removes the staging folder)."""
         self._pending.clear()
-
-
-def _picture_error(exc: Exception, what: str) -> Exception:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(f"{what}: no space left on device")
-    if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
-        return OutputError(f"{what}: {exc.strerror or exc}")
-    return FFmpegError(f"{what}: {exc}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 
 from ..errors import FFmpegError
-from .encode import _wrap_av_error
+from .encode import av_error
 
 log = logging.getLogger("mstgan_cli")
 
@@ -31,7 +31,7 @@ def join_segments(parts: Sequence[Path], dest: Path) -> int:
     try:
         out = av.open(str(dest), mode="w")
     except Exception as exc:  # noqa: BLE001
-        raise _wrap_av_error(exc, f"cannot create {dest}") from exc
+        raise av_error(exc, f"cannot create {dest}") from exc
     try:
         first = av.open(str(parts[0]))
         stream = out.add_stream_from_template(first.streams.video[0])
@@ -60,7 +60,7 @@ def join_segments(parts: Sequence[Path], dest: Path) -> int:
         raise
     except Exception as exc:  # noqa: BLE001
         _abort(out)
-        raise _wrap_av_error(exc, f"joining segments into {dest.name}") from exc
+        raise av_error(exc, f"joining segments into {dest.name}") from exc
     log.debug("joined %d segments (%d packets) into %s", len(parts), written, dest)
     return written
 
