@@ -1,5 +1,5 @@
 """Backends and precisions: every backend available here gives eager's frames within the
-precision's tolerance; the stages export with dynamic H/W; unavailable backends fail clearly.
+precision's tolerance; the model parts export with dynamic H/W; unavailable backends fail clearly.
 
 torch.compile and TensorRT builds are slow (a minute or more on a 2-core CPU): those tests are
 marked slow (MSTGAN_SLOW=1 runs them) or need CUDA (+ torch-tensorrt) and skip without it.
@@ -71,7 +71,7 @@ def test_auto_compiles_on_the_cpu_only_when_the_job_is_long_enough(monkeypatch):
     started = ModelUpscaler(_model(), device="cpu", precision="fp32")
     list(started.process(_frames(3)))
     started.expect(*long_)
-    assert started.backend == "eager"  # stages already built: no switch mid-stream
+    assert started.backend == "eager"  # parts already built: no switch mid-stream
     monkeypatch.setattr("mstgan_cli.runtime.backends.compile_available", lambda d: "no g++")
     assert auto_cpu_backend("fp32", *long_) == "eager"
 
@@ -110,7 +110,7 @@ def test_package_key_covers_what_the_compiled_code_depends_on(monkeypatch):
 
 
 def test_missing_or_damaged_packages_are_rebuilt_and_good_ones_loaded(monkeypatch, tmp_path):
-    """aot_parts builds exactly the stages whose package is missing or does not load (the
+    """aot_parts builds exactly the parts whose package is missing or does not load (the
     build and the loader are stood in for: a real build takes minutes, see the slow tests)."""
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
     built, asked = [], []
@@ -218,15 +218,15 @@ def test_cli_tensorrt_without_it_exits_6(tmp_path, clip):
     assert "tensorrt" in result.output.lower()
 
 
-# --- what TensorRT compiles: each stage through torch.export with dynamic batch/H/W ----------
-@pytest.mark.parametrize("stage", ["encode", "flows", "window"])
-def test_stages_export_with_dynamic_hw(stage):
+# --- what TensorRT compiles: each part through torch.export with dynamic batch/H/W ----------
+@pytest.mark.parametrize("part", ["encode", "flows", "window"])
+def test_parts_export_with_dynamic_hw(part):
     model = _model(scale=4)
     m = model.config.size_multiple
-    mod = part_modules(model)[stage]
-    ep = export(mod, sample_inputs(model, 2, 4 * m, 6 * m)[stage], dynamic_shapes=dynamic_shapes(model)[stage])
+    mod = part_modules(model)[part]
+    ep = export(mod, sample_inputs(model, 2, 4 * m, 6 * m)[part], dynamic_shapes=dynamic_shapes(model)[part])
     for n, h, w in [(1, 2 * m, 3 * m), (3, 5 * m, 2 * m)]:
-        args = sample_inputs(model, n, h, w)[stage]
+        args = sample_inputs(model, n, h, w)[part]
         with torch.no_grad():
             torch.testing.assert_close(ep.module()(*args), mod(*args))
 
@@ -242,7 +242,7 @@ def test_bf16_matches_fp32_within_tolerance():
 def test_int8_calibration_is_stored_and_reloaded(tmp_path):
     """Calibrate -> store the qparams -> a fresh export + prepare takes them -> the converted
     graph (run here as a plain graph; the speed comes from compiling it) stays close to fp32.
-    On the encode stage alone: exporting all three takes too long for the default suite."""
+    On the encode part alone: exporting all three takes too long for the default suite."""
     from mstgan_cli.compress import int8
 
     model = _model()
@@ -404,7 +404,7 @@ def test_compiled_packages_tile_larger_frames_and_cap_the_batch(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_compiled_stage_calls_let_other_python_threads_run(tmp_path, monkeypatch):
+def test_compiled_part_calls_let_other_python_threads_run(tmp_path, monkeypatch):
     import threading
 
     monkeypatch.setenv("MSTGAN_CACHE_DIR", str(tmp_path))
