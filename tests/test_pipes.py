@@ -279,3 +279,42 @@ def test_a_reader_that_leaves_early_is_one_line(tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == 3, err
     assert "closed the pipe" in err and "Traceback" not in err, err
     assert not list(tmp_path.glob(".*mstgan*"))
+
+
+def test_a_stream_muxer_that_fails_at_once_is_an_error_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    """The FFmpeg that muxes to stdout dies before the encoder has opened the FIFO (here: made to
+    fail at its start): the job ends with that FFmpeg's error instead of waiting for a reader."""
+    import threading
+
+    import mstgan_cli.job.upscale as up
+    from mstgan_cli.errors import FFmpegError
+    from mstgan_cli.options import EncodeSettings, UpscaleOptions
+
+    src = tmp_path / "in.mkv"
+    subprocess.run(ffmpeg_cmd("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "2",
+                              "-c:v", "libx264", str(src)), check=True)
+    real = up.stream_args
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        cmd, lost = real(*args, **kwargs)
+        return [cmd[0], "-hide_banner", "-v", "error", "-no_such_option", "1"], lost
+
+    monkeypatch.setattr(up, "stream_args", broken)
+    outcome: list[BaseException | None] = []
+
+    def job() -> None:
+        try:
+            up.upscale_file(src, UpscaleOptions(output=Path("-"), scale=2,
+                                                encode=EncodeSettings(preset="ultrafast")),
+                            lambda s: __import__("mstgan_cli.runtime.upscaler", fromlist=["x"])
+                            .InterpolationUpscaler(s))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the job waited for ever on the FIFO"
+    assert isinstance(outcome[0], FFmpegError), outcome
+    assert "muxing to stdout failed" in str(outcome[0])

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ..errors import FFmpegError, InputError, MstganError, OutputError
 from ..media import ffmpeg
@@ -33,6 +33,7 @@ from ..media.probe import MediaInfo, StreamInfo, probe_bytes
 from ..options import EncodeSettings
 
 log = logging.getLogger("mstgan_cli")
+T = TypeVar("T")
 
 PREFIX_BYTES = 8 << 20   # what is read from stdin before probing
 CHUNK_BYTES = 1 << 20
@@ -109,9 +110,9 @@ class LiveStdout:
 
     :meth:`start` before the encoder opens ``fifo`` (each side's open waits for the other);
     :meth:`finish` after the encoder closed it; :meth:`abort` on any failure. When the FFmpeg
-    ends early (the reader closed the pipe, a mux error), the FIFO is opened and closed once for
-    reading, so an encoder still waiting to open it gets through and its next write fails
-    instead of waiting for ever."""
+    ends early (the reader closed the pipe, a mux error, a failed start), the FIFO is held open
+    for reading and drained until :meth:`abort`, so the encoder never waits for ever, to open it
+    or to write; :meth:`guard` stops the frames at the next one."""
 
     def __init__(self, fifo: Path, args: list[str]) -> None:
         self.fifo, self.args = fifo, args
@@ -119,6 +120,7 @@ class LiveStdout:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: list[bytes] = []
         self._reader: threading.Thread | None = None
+        self._done = threading.Event()
 
     def start(self) -> None:
         self._proc = ffmpeg.popen(self.args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -131,10 +133,34 @@ class LiveStdout:
             self._stderr.append(line)
             del self._stderr[:-40]
         self._proc.wait()
-        try:  # let a writer blocked in open() through; its writes then fail with EPIPE
-            os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
+        if self._proc.returncode != 0:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Hold the FIFO open for reading and throw away what arrives, until the job ends: an
+        encoder blocked in open() gets through, and one that writes never blocks."""
+        try:
+            fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
-            pass
+            return
+        try:
+            while not self._done.is_set():
+                try:
+                    if not os.read(fd, 1 << 16):
+                        self._done.wait(0.05)  # no writer yet, or it has closed
+                except BlockingIOError:
+                    self._done.wait(0.01)
+                except OSError:
+                    return
+        finally:
+            os.close(fd)
+
+    def guard(self, frames: Iterator[T]) -> Iterator[T]:
+        """``frames`` until the FFmpeg has failed (then its error, at the next frame)."""
+        for frame in frames:
+            if self.failed:
+                raise self.error()
+            yield frame
 
     @property
     def failed(self) -> bool:
@@ -152,14 +178,15 @@ class LiveStdout:
         """Wait for the FFmpeg to write the end of the stream. Raises on its failure."""
         assert self._proc is not None and self._reader is not None
         self._proc.wait()
-        self._reader.join()
         if self._proc.returncode != 0:
             raise self.error()
+        self._reader.join()
 
     def abort(self) -> None:
         """Stop the FFmpeg (what reached stdout stays there: a pipe cannot be taken back)."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._done.set()
         if self._reader is not None:
             self._reader.join(timeout=5)

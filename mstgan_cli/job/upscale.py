@@ -431,6 +431,8 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
     frames = (LowResFrame(f.rgb, f.pts) for f in decoder)
     if live is not None and job.options.stream_format == "yuv4mpegpipe":
         frames = constant_rate(frames, job.info)
+    if live is not None:  # the muxing FFmpeg failed: stop at the next frame, not at the end
+        frames = live.guard(frames)
     try:
         if live is not None:
             live.start()
