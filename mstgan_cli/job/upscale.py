@@ -404,7 +404,7 @@ def _missing_frames(info: MediaInfo, done: _Pass) -> int:
     if not promised or not pts:
         if done.truncated:
             log.warning("%s ends early (a truncated file?): the frames after that point are "
-                        "missing", "the input stream" if str(info.path) == "-" else info.path.name)
+                        "missing", _input_name(info))
         return 0
     missing = promised - len(pts) - done.bad_frames
     if missing <= 0:
@@ -429,10 +429,10 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
     decoder = job.decoder(stdin=stdin.chunks() if stdin else None, side_output=side)
     pipe = job.pipeline(upscaler, decoder, job.video_tmp)
     frames = (LowResFrame(f.rgb, f.pts) for f in decoder)
-    if live is not None and job.options.stream_format == "yuv4mpegpipe":
-        frames = constant_rate(frames, job.info)
-    if live is not None:  # the muxing FFmpeg failed: stop at the next frame, not at the end
-        frames = live.guard(frames)
+    if live is not None:
+        if job.options.stream_format == "yuv4mpegpipe":
+            frames = constant_rate(frames, job.info)
+        frames = live.guard(frames)  # the muxing FFmpeg failed: stop at the next frame
     try:
         if live is not None:
             live.start()
@@ -458,15 +458,18 @@ def _one_pass(job: _Job, upscaler: FrameUpscaler, stdin: StdinSource | None,
                  numbers=list(pipe.encoder.numbers) if isinstance(pipe.encoder, ImageEncoder) else None)
 
 
-def constant_rate(frames: Iterator[LowResFrame], info: MediaInfo) -> Iterator[LowResFrame]:
-    """``frames`` as they are, stopping with OutputError at the first one whose distance from
-    the one before differs from the first distance by more than a tick and 1 % (rounding in a
-    millisecond time base): YUV4MPEG states one frame rate and nothing else."""
+def _rate_check(info: MediaInfo) -> Callable[[int], None]:
+    """A check to call with each frame's pts in order: OutputError at the first whose distance
+    from the one before differs from the first distance by more than a tick and 1 % (rounding
+    in a millisecond time base), since YUV4MPEG states one frame rate and nothing else."""
     last: int | None = None
     step: int | None = None
-    for n, frame in enumerate(frames):
+    n = 0
+
+    def see(pts: int) -> None:
+        nonlocal last, step, n
         if last is not None:
-            d = frame.pts - last
+            d = pts - last
             if step is None:
                 step = d
             elif abs(d - step) > 1 + step / 100:
@@ -476,7 +479,16 @@ def constant_rate(frames: Iterator[LowResFrame], info: MediaInfo) -> Iterator[Lo
                     f"{_input_name(info)} comes {float(d * tb) * 1000:.1f} ms after the one before "
                     f"(not {float(step * tb) * 1000:.1f} ms): a variable frame rate. Use --format "
                     "matroska or nut, which keep each frame's time")
-        last = frame.pts
+        last, n = pts, n + 1
+    return see
+
+
+def constant_rate(frames: Iterator[LowResFrame], info: MediaInfo) -> Iterator[LowResFrame]:
+    """``frames`` as they are, stopping with OutputError at the first that breaks the rate of
+    those before (:func:`_rate_check`)."""
+    see = _rate_check(info)
+    for frame in frames:
+        see(frame.pts)
         yield frame
 
 
@@ -490,10 +502,9 @@ def check_constant_rate(info: MediaInfo) -> None:
     index = packet_index(info.path, info.video.index, info.video.time_base)
     if index is None:
         return  # some packet without a time: the frames are checked as they are decoded
-    pts = sorted(index.pts)
-    frames = iter(LowResFrame(None, p) for p in pts)  # type: ignore[arg-type]
-    for _ in constant_rate(frames, info):
-        pass
+    see = _rate_check(info)
+    for pts in sorted(index.pts):
+        see(pts)
 
 
 def _segmented(job: _Job, upscaler: FrameUpscaler) -> _Pass | None:
