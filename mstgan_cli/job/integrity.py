@@ -139,7 +139,7 @@ def verify_pictures(pattern: Pattern, numbers: Sequence[int], expected: Expected
         frames_expected=len(expected.pts), frames_found=found,
         first_time=float(times[0]) if times else None, last_time=float(times[-1]) if times else None,
         shift=0.0, max_error=0.0, streams_expected=[], streams_found=[], streams_checked=False,
-        left_out=[f"#{s.index} {s.kind} ({s.codec})" for s in left_out], problems=problems)
+        left_out=[s.label for s in left_out], problems=problems)
     if problems:
         raise IntegrityError(f"{Path(pattern.text).name} failed its integrity check: "
                              f"{'; '.join(problems)}", report)
@@ -173,4 +173,4 @@ def _compare(found: list[int], time_base: Fraction, expected: Expected, kinds: l
         first_time=float(got[0]) if got else None, last_time=float(got[-1]) if got else None,
         shift=float(shift), max_error=float(worst), streams_expected=list(expected.streams),
         streams_found=kinds, streams_checked=streams,
-        left_out=[f"#{s.index} {s.kind} ({s.codec})" for s in left_out], problems=problems)
+        left_out=[s.label for s in left_out], problems=problems)

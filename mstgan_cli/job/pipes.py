@@ -83,7 +83,7 @@ def side_streams(info: MediaInfo) -> tuple[MediaInfo, tuple[StreamInfo, ...]]:
     lost = tuple(s for s in info.other_streams if s not in kept)
     if lost:
         log.warning("streams read from stdin keep only audio, subtitles and attachments; left "
-                    "out %s", ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in lost))
+                    "out %s", ", ".join(s.label for s in lost))
     streams = tuple(s for s in info.streams if s.index == info.video.index or s in kept)
     return replace(info, streams=streams), lost
 

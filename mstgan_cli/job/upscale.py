@@ -729,4 +729,4 @@ def _stdout_is_terminal() -> bool:
 
 
 def _names(streams: tuple[StreamInfo, ...]) -> list[str]:
-    return [f"#{s.index} {s.kind} ({s.codec})" for s in streams]
+    return [s.label for s in streams]

@@ -308,8 +308,9 @@ class VideoDecoder:
                             self.frames)
                 break
             pts = stderr.pts_of(self.frames)
-            if stderr.size_changed_by(self.frames):
-                self._resized(*stderr.size_changed_by(self.frames))  # type: ignore[misc]
+            resized = stderr.size_changed_by(self.frames)
+            if resized:
+                self._resized(*resized)
             if pts is None:  # no timestamp from the container: continue the previous frame's rhythm
                 pts = self._guess_next_pts(last_pts)
             last_pts = pts

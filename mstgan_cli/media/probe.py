@@ -98,6 +98,11 @@ class StreamInfo:
     def attached_pic(self) -> bool:
         return bool(self.disposition.get("attached_pic"))
 
+    @property
+    def label(self) -> str:
+        """How messages and reports name it: ``#1 audio (aac)``."""
+        return f"#{self.index} {self.kind} ({self.codec})"
+
 
 @dataclass(frozen=True)
 class VideoInfo:

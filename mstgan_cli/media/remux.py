@@ -296,4 +296,4 @@ def _audio_plan(info: MediaInfo, dest: Path,
 
 
 def _names(streams: tuple[StreamInfo, ...]) -> str:
-    return ", ".join(f"#{s.index} {s.kind} ({s.codec})" for s in streams)
+    return ", ".join(s.label for s in streams)
