@@ -128,6 +128,47 @@ def test_degradations_are_real_and_of_every_kind():
     torch.testing.assert_close(a, b)
 
 
+def test_validation_measures_what_the_neighbours_add():
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.loop import validate
+
+    torch.manual_seed(0)
+    model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY))
+    hr_still = torch.from_numpy(_photo(4, (64, 48)).copy()).permute(2, 0, 1).float().div(255)
+    hr_pan = torch.stack([hr_still.roll(2 * i, -1) for i in range(6)])
+    clips = [("still", downscale(hr_still[None].repeat(6, 1, 1, 1), 2), hr_still[None].repeat(6, 1, 1, 1)),
+             ("pan", downscale(hr_pan, 2), hr_pan)]
+    v = validate(model, clips, 3, torch.device("cpu"))
+    # a window of one repeated picture is its own centre-only window: nothing to add
+    assert v["tgain_still"] == 0.0
+    # a moving window is not (whatever the untrained model makes of it)
+    assert abs(v["tgain_pan"]) > 1e-4
+    assert v["temporal_gain"] == pytest.approx((v["tgain_still"] + v["tgain_pan"]) / 2)
+
+
+def test_degrade_mixture_from_the_command_line(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from mstgan_cli.cli import app
+
+    out = tmp_path / "mix"
+    args = ["train", "--out", str(out), "--data", str(data / "train"), "--val", str(data / "val"),
+            "--scale", "2", "--window", "3", "--generator", json.dumps(TINY), "--steps", "1", "--batch", "2",
+            "--patch", "16", "--val-every", "1", "--threads", "1", "-q"]
+    for bad, why in (('{"p_clean": 0.8, "p_h264": 0.4}', "at most 1"), ('{"p_jpeg": 0.1}', "p_jpeg"),
+                     ('[0.5]', "JSON object"), ('{"p_clean": 0.5', "--degrade-config")):
+        r = CliRunner().invoke(app, args + ["--degrade", "realworld", "--degrade-config", bad])
+        assert r.exit_code == 2 and why in r.output, (bad, r.output)
+    r = CliRunner().invoke(app, args + ["--degrade", "bicubic", "--degrade-config", '{"p_clean": 0.5}'])
+    assert r.exit_code == 2 and "only --degrade realworld" in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(app, args + ["--degrade", "realworld", "--degrade-config", '{"p_clean": 1.0, "p_h264": 0}'])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["degrade_config"] == {"p_clean": 1.0, "p_h264": 0}
+    d = Degrader(2, DegradeConfig.from_dict({"p_clean": 1.0, "p_h264": 0}))
+    assert {d.kind(np.random.default_rng(i)) for i in range(20)} == {"clean"}
+
+
 def test_resume_with_other_settings_is_refused(data, tmp_path):
     train(_cfg(data, tmp_path / "r", until=2))
     with pytest.raises(ValueError, match="other settings.*lr 0.0003 -> 0.001"):
@@ -140,7 +181,7 @@ def test_realworld_training_with_flow_supervision_and_h264_validation(data, tmp_
                      val_degrade="bicubic,h264:23", test=str(data / "val")))
     recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     last = [r for r in recs if "val" in r][-1]
-    assert {"gain_pan.mkv", "gain_pan.mkv@h264:23"} <= set(last["val"])
+    assert {"gain_pan.mkv", "gain_pan.mkv@h264:23", "tgain_pan.mkv", "temporal_gain"} <= set(last["val"])
     # the test split is logged beside validation (here the same clips: the same numbers)
     assert last["test"]["gain_pan.mkv@h264:23"] == pytest.approx(last["val"]["gain_pan.mkv@h264:23"])
 

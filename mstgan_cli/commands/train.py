@@ -39,6 +39,11 @@ def train_cmd(
     degrade: Annotated[str, typer.Option(help="Low-res input of training: 'realworld' (real H.264/HEVC/"
                                               "MPEG-2/JPEG encoders, blur, noise, resize kernels, clean "
                                               "bicubic kept as one case) or 'bicubic' (the protocol's).")] = "realworld",
+    degrade_config: Annotated[str, typer.Option(help="With --degrade realworld: the mixture as JSON overrides, "
+                                                     "e.g. '{\"p_clean\": 0.4, \"p_h264\": 0.4}' (the rest is "
+                                                     "blur/noise/resize/codec chains); keys: p_clean, p_h264, "
+                                                     "h264_crf, p_blur, blur_sigma, p_second, p_noise, "
+                                                     "noise_sigma, p_compress, codecs.")] = "{}",
     val_degrade: Annotated[str, typer.Option(help="Validation sets, comma-separated: bicubic, h264:CRF; "
                                                   "the best checkpoint has the highest mean PSNR-Y over them.")] = "bicubic,h264:23",
     flow: Annotated[float, typer.Option(help="Weight of the flow supervision by the virtual camera's "
@@ -94,6 +99,16 @@ def train_cmd(
         raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 1 or 2", 2)
     if degrade not in ("realworld", "bicubic"):
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
+    try:
+        from ..train.degrade import DegradeConfig
+        mix = json.loads(degrade_config)
+        if not isinstance(mix, dict):
+            raise ValueError("not a JSON object")
+        if mix and degrade != "realworld":
+            raise ValueError("only --degrade realworld has a mixture")
+        DegradeConfig.from_dict(mix)
+    except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError; TypeError: a wrong value type
+        raise fail(f"--degrade-config {degrade_config!r}: {e}", 2) from None
     for p in (data, val, *([test] if test else [])):
         if not p.is_dir():
             raise fail(f"data folder not found: {p}", 2)
@@ -101,7 +116,7 @@ def train_cmd(
 
     cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
-                      degrade=degrade, val_degrade=val_degrade, w_flow=flow, max_speed=max_speed,
+                      degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -67,6 +67,17 @@ class DegradeConfig:
     # no HEVC: see compress_video
     codecs: tuple[tuple[str, float], ...] = (("h264", 0.6), ("mpeg2", 0.2), ("jpeg", 0.2))
 
+    def __post_init__(self) -> None:
+        for k in ("p_clean", "p_h264", "p_blur", "p_second", "p_noise", "p_compress"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ValueError(f"{k} must be between 0 and 1, not {getattr(self, k)}")
+        if self.p_clean + self.p_h264 > 1.0 + 1e-9:
+            raise ValueError(f"p_clean + p_h264 must be at most 1, not {self.p_clean + self.p_h264:g}")
+        for k in ("h264_crf", "blur_sigma", "noise_sigma"):
+            lo, hi = getattr(self, k)
+            if lo > hi:
+                raise ValueError(f"{k} must be (low, high), not ({lo}, {hi})")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -75,6 +86,10 @@ class DegradeConfig:
         if not d:
             return cls()
         d = dict(d)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown degradation settings {', '.join(unknown)} "
+                             f"(known: {', '.join(f.name for f in fields(cls))})")
         for k in ("h264_crf", "blur_sigma", "noise_sigma"):
             if k in d:
                 d[k] = tuple(d[k])

@@ -70,6 +70,10 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
              lpips: bool = False) -> dict:
     """PSNR-Y (border crop = scale) of the model and of bicubic on fixed windows of each clip.
 
+    Also the temporal gain (issue 17, item 4): the model's PSNR-Y on each window minus its PSNR-Y
+    on the same window with every frame replaced by the centre (what the neighbours add),
+    ``tgain_<clip>`` and ``temporal_gain``.
+
     With ``lpips`` (stage 2) also LPIPS (AlexNet) and the temporal metrics of TecoGAN: each window
     is paired with the window one frame earlier, and tOF and tLP (x100) are taken over these
     consecutive output pairs against the ground truth, so a GAN that buys sharpness with flicker
@@ -84,21 +88,22 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
     model.eval()
     s, t = model.config.scale, model.config.window
     res: dict = {}
-    ours, bic = [], []
+    ours, bic, alone = [], [], []
 
-    def sr(i: int) -> torch.Tensor:
-        win = lr[i - t // 2: i + t // 2 + 1][None].to(device)
+    def sr(i: int, centre_only: bool = False) -> torch.Tensor:
+        win = (lr[i][None].expand(t, *lr.shape[1:]) if centre_only else lr[i - t // 2: i + t // 2 + 1])[None].to(device)
         x, h, w = pad_to_multiple(win, model.config.size_multiple)
         return model(x)[..., : h * s, : w * s].clamp(0, 1).cpu()
 
     for name, lr, hr in clips:
         first = t // 2 + (1 if lp is not None else 0)  # room for the previous window
         idx = np.linspace(first, len(lr) - 1 - t // 2, frames_per_clip).round().astype(int)
-        po, pb = [], []
+        po, pb, pc = [], [], []
         for i in idx:
             out = sr(i)
             ref = hr[i][None]
             po.append(_psnr_y(out, ref, s))
+            pc.append(_psnr_y(sr(i, centre_only=True), ref, s))
             if lp is not None:
                 lps.append(float(lp(out.to(device), ref.to(device)).mean()))
                 tof_acc.reset()
@@ -112,10 +117,13 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
             pb.append(_psnr_y(up.clamp(0, 1), ref, s))
         res[f"psnr_{name}"] = float(np.mean(po))
         res[f"gain_{name}"] = float(np.mean(po) - np.mean(pb))
+        res[f"tgain_{name}"] = float(np.mean(po) - np.mean(pc))
         ours += po
         bic += pb
+        alone += pc
     res["psnr_y"] = float(np.mean(ours))
     res["gain"] = float(np.mean(ours) - np.mean(bic))
+    res["temporal_gain"] = float(np.mean(ours) - np.mean(alone))
     if lps:
         res["lpips"] = float(np.mean(lps))
         res["tof"] = float(np.mean(tofs))

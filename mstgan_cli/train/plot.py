@@ -53,6 +53,14 @@ def plot_curves(run: Path, out: Path | None = None) -> Path | None:
             if k.startswith("gain_"):
                 axes[1].plot([r["step"] for r in tests], [r["test"].get(k, float("nan")) for r in tests], "--",
                              label=f"test {k[5:]}")
+        tg = [r for r in val if "temporal_gain" in r["val"]]
+        if tg:  # what the neighbours add (window against centre only)
+            axes[1].plot([r["step"] for r in tg], [r["val"]["temporal_gain"] for r in tg], "k:",
+                         label="temporal gain (window vs centre only)")
+            tt = [r for r in tg if "temporal_gain" in r.get("test", {})]
+            if tt:
+                axes[1].plot([r["step"] for r in tt], [r["test"]["temporal_gain"] for r in tt], "k-.",
+                             label="test temporal gain")
         if "lpips" in val[-1]["val"]:
             ax2 = axes[1].twinx()
             ax2.plot(vs, [r["val"].get("lpips", float("nan")) for r in val], "k--", label="LPIPS")
