@@ -31,51 +31,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mstgan_cli.evaluate.protocol import protocol_markdown, run_protocol  # noqa: E402
 from mstgan_cli.evaluate.report import write_json  # noqa: E402
+from mstgan_cli.train.data import PAN_STEPS, photo_pan, read_photo_rgb  # noqa: E402
 
 DEGRADES = ("bicubic", "h264:23", "h264:28", "realworld")
 GAIN_ON = ("bicubic", "h264:23")
-# per photo: a step (HR pixels per frame) that is not a whole number of LR pixels, so every frame
-# samples the scene at another sub-pixel phase
-STEPS = ((2.30, 0.90), (-1.70, 1.10), (1.30, -2.10), (0.90, 1.90))
-
-
 def write_pan(photo: Path, folder: Path, step: tuple[float, float], frames: int = 30,
               size: tuple[int, int] = (960, 540)) -> Path:
-    """A pan over `photo` as PNG frames in `folder` (made once; reused when complete)."""
+    """A pan over `photo` (:func:`mstgan_cli.train.data.photo_pan`) as PNG frames in `folder`
+    (made once; reused when complete)."""
     from PIL import Image
 
     done = folder / ".complete"
     if done.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    with Image.open(photo) as im:
-        img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float().div(255)[None]
-    _, _, h, w = img.shape
-    W, H = size
-    travel_x, travel_y = abs(step[0]) * frames, abs(step[1]) * frames
-    if W + travel_x + 8 > w or H + travel_y + 8 > h:
-        W, H = int(min(W, w - travel_x - 8)) // 8 * 8, int(min(H, h - travel_y - 8)) // 8 * 8
-    x0 = (w - W - travel_x) / 2 + (travel_x if step[0] < 0 else 0)
-    y0 = (h - H - travel_y) / 2 + (travel_y if step[1] < 0 else 0)
-    ys = torch.arange(H, dtype=torch.float64)
-    xs = torch.arange(W, dtype=torch.float64)
-    for k in range(frames):
-        px = x0 + step[0] * k + xs  # source pixel centres
-        py = y0 + step[1] * k + ys
-        gx = (2 * px + 1) / w - 1   # align_corners=False normalisation
-        gy = (2 * py + 1) / h - 1
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].float()
-        out = F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
-        a = (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = photo_pan(read_photo_rgb(photo), step, frames, size)
+    for k, a in enumerate(arr):
         Image.fromarray(a).save(folder / f"{k:06d}.png")
-    done.write_text(json.dumps({"photo": str(photo), "step": step, "size": [W, H], "frames": frames}))
+    done.write_text(json.dumps({"photo": str(photo), "step": step, "size": [arr.shape[2], arr.shape[1]],
+                                "frames": frames}))
     return folder
 
 
@@ -83,7 +63,7 @@ def test_clips(test: Path, cache: Path) -> list[Path]:
     clips = sorted(p for p in (test / "videos").glob("*") if p.suffix.lower() in {".mkv", ".mp4", ".mov", ".webm"})
     photos = sorted(p for p in (test / "photos").glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     for i, p in enumerate(photos):
-        clips.append(write_pan(p, cache / f"pan_{p.stem}", STEPS[i % len(STEPS)]))
+        clips.append(write_pan(p, cache / f"pan_{p.stem}", PAN_STEPS[i % len(PAN_STEPS)]))
     return clips
 
 

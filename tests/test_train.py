@@ -1,5 +1,6 @@
 """Training: data windows, a few real steps of both stages, exact resume, release and reload."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -144,6 +145,53 @@ def test_validation_measures_what_the_neighbours_add():
     # a moving window is not (whatever the untrained model makes of it)
     assert abs(v["tgain_pan"]) > 1e-4
     assert v["temporal_gain"] == pytest.approx((v["tgain_still"] + v["tgain_pan"]) / 2)
+
+
+def test_validation_pans_over_the_photos_of_the_split(data, tmp_path):
+    from mstgan_cli.train.data import PAN_STEPS, VAL_PAN_FRAMES, load_val_clips, photo_pan
+
+    val = tmp_path / "val"
+    shutil.copytree(data / "val", val)
+    Image.fromarray(_photo(6, (640, 400))).save(val / "photos" / "q.png")
+    assert [n for n, _, _ in load_val_clips(val, 2)] == ["pan.mkv"]  # without pans: videos only
+    clips = load_val_clips(val, 2, pans=True, cache=tmp_path / "cache")
+    assert [n for n, _, _ in clips] == ["pan.mkv", "pan_q"]
+    _, lr, hr = clips[1]
+    assert hr.shape[0] == VAL_PAN_FRAMES and hr.shape[-2:] == (272, 480) and lr.shape[-2:] == (136, 240)
+    # the view moves by the first pan step (2.3, 0.9) HR pixels a frame: frame k+1 is frame k moved
+    # by it, so shifting back by the whole pixels leaves less than the sub-pixel rest
+    a, b = hr[3], hr[4]
+    err = lambda dx, dy: float((a[:, 8 + dy:-8, 8 + dx:-8] - b[:, 8:-8 - dy, 8:-8 - dx]).abs().mean())
+    assert err(2, 1) < 0.5 * err(0, 0) and err(2, 1) < err(3, 1) and err(2, 1) < err(2, 0)
+    # the pan is the one the test protocol writes (benchmarks/quality.py), at the validation size
+    img = np.asarray(Image.open(val / "photos" / "q.png"))
+    assert np.array_equal(photo_pan(img, PAN_STEPS[0], VAL_PAN_FRAMES, (480, 272))[5],
+                          (hr[5].permute(1, 2, 0) * 255).round().byte().numpy())
+
+
+def test_a_changed_validation_set_re_measures_the_best(data, tmp_path):
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.data import load_val_clips
+    from mstgan_cli.train.loop import validate
+
+    val = tmp_path / "val"
+    shutil.copytree(data / "val", val)
+    out = tmp_path / "run"
+    train(_cfg(data, out, val=str(val), until=3))
+    first = torch.load(out / "best.pt", weights_only=True)
+    Image.fromarray(_photo(6, (640, 400))).save(val / "photos" / "q.png")  # the split grows
+    train(_cfg(data, out, val=str(val)))
+    start = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line][-1]
+    judge = MSTGANGenerator(GeneratorConfig(**first["config"]))
+    judge.load_state_dict(first["state_dict"])
+    clips = load_val_clips(val, 2, cache=tmp_path / "cache", pans=True)
+    assert start["rescored_best"]["best_step"] == 3
+    assert start["rescored_best"]["from"] == pytest.approx(first["val"]["psnr_y"])
+    assert start["rescored_best"]["to"] == pytest.approx(validate(judge, clips, 2, torch.device("cpu"))["psnr_y"])
+    assert "pan_q" in torch.load(out / "last.pt", weights_only=False)["val_names"]
+    train(_cfg(data, out, val=str(val), steps=9))  # the same set again: nothing re-measured
+    start = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line][-1]
+    assert "rescored_best" not in start
 
 
 def test_degrade_mixture_from_the_command_line(data, tmp_path):

@@ -266,24 +266,70 @@ def _lands_inside(flow: torch.Tensor) -> torch.Tensor:
     return ((xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1))[:, None]
 
 
+# Photo pans of the evaluation splits: per photo (in name order) a step in HR pixels per frame that
+# is not a whole number of LR pixels, so every frame samples the scene at another sub-pixel phase.
+PAN_STEPS = ((2.30, 0.90), (-1.70, 1.10), (1.30, -2.10), (0.90, 1.90))
+
+
+def photo_pan(img: np.ndarray, step: tuple[float, float], frames: int = 30,
+              size: tuple[int, int] = (960, 540)) -> np.ndarray:
+    """A view of `size` (W, H) sliding over a photo (H, W, 3) uint8 by a fixed sub-pixel `step` per
+    frame (bicubic resampling), centred on the photo; shrunk (to multiples of 8) when the photo is
+    too small for the travel. The classic case for multi-frame super-resolution: the exact motion
+    of a scene with real detail. Returns (frames, H', W', 3) uint8."""
+    t = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
+    _, _, h, w = t.shape
+    W, H = size
+    travel_x, travel_y = abs(step[0]) * frames, abs(step[1]) * frames
+    if W + travel_x + 8 > w or H + travel_y + 8 > h:
+        W, H = int(min(W, w - travel_x - 8)) // 8 * 8, int(min(H, h - travel_y - 8)) // 8 * 8
+    x0 = (w - W - travel_x) / 2 + (travel_x if step[0] < 0 else 0)
+    y0 = (h - H - travel_y) / 2 + (travel_y if step[1] < 0 else 0)
+    ys = torch.arange(H, dtype=torch.float64)
+    xs = torch.arange(W, dtype=torch.float64)
+    out = []
+    for k in range(frames):
+        px = x0 + step[0] * k + xs  # source pixel centres
+        py = y0 + step[1] * k + ys
+        gx = (2 * px + 1) / w - 1   # align_corners=False normalisation
+        gy = (2 * py + 1) / h - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].float()
+        f = F.grid_sample(t, grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
+        out.append((f.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+    return np.stack(out)
+
+
+# the pans validation (and the logged test curves) measure: smaller and shorter than the test
+# protocol's (960x540, 30 frames) so a validation stays a small part of a training run
+VAL_PAN_SIZE, VAL_PAN_FRAMES = (480, 272), 12
+
+
 def load_val_clips(root: Path, scale: int, max_frames: int = 40, cache: Path | None = None,
-                   degrade: str = "bicubic", prefix: str = "val_") -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+                   degrade: str = "bicubic", prefix: str = "val_",
+                   pans: bool = False) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """Validation clips as (name, lr (N, 3, h, w), hr (N, 3, s*h, s*w)), HR cropped to a multiple of
     the scale. degrade: "bicubic" (antialiased bicubic) or "h264:CRF" (then x264 medium, yuv420p, at
-    that CRF); names other than bicubic's carry it ("clip.mkv@h264:23"). Frames stay on the CPU."""
+    that CRF); names other than bicubic's carry it ("clip.mkv@h264:23"). With ``pans`` the photos/
+    of `root` join as photo pans (:func:`photo_pan`, VAL_PAN_SIZE, VAL_PAN_FRAMES frames), named
+    "pan_<photo>": real video gives the neighbours little to add, a sub-pixel pan a lot, and a run
+    should be chosen (and watched) on both. Frames stay on the CPU."""
     kind, _, arg = degrade.partition(":")
     if kind not in ("bicubic", "h264") or (kind == "h264" and not arg.isdigit()):
         raise ValueError(f"unknown validation degradation {degrade!r}: use bicubic or h264:CRF")
+    sources = [(p.name, lambda p=p: _cached(cache, prefix + p.stem, lambda: read_video_rgb(p))[:max_frames])
+               for p in sorted((root / "videos").glob("*")) if p.suffix.lower() in VIDEO_EXTS]
+    photos = sorted(p for p in (root / "photos").glob("*") if p.suffix.lower() in PHOTO_EXTS) if pans else []
+    sources += [(f"pan_{p.stem}", lambda i=i, p=p: _cached(
+                     cache, f"{prefix}pan{VAL_PAN_SIZE[0]}x{VAL_PAN_SIZE[1]}_{p.stem}",
+                     lambda: photo_pan(read_photo_rgb(p), PAN_STEPS[i % len(PAN_STEPS)], VAL_PAN_FRAMES, VAL_PAN_SIZE)))
+                for i, p in enumerate(photos)]
     out = []
-    for p in sorted((root / "videos").glob("*")):
-        if p.suffix.lower() not in VIDEO_EXTS:
-            continue
-        arr = _cached(cache, prefix + p.stem, lambda p=p: read_video_rgb(p))[:max_frames]
-        hr = _to_tensor(arr)
+    for name, load in sources:
+        hr = _to_tensor(load())
         h, w = hr.shape[-2:]
         hr = hr[..., : h - h % scale, : w - w % scale]
         lr = downscale(hr, scale)
         if kind == "h264":
             lr = compress_video(lr, "h264", int(arg))
-        out.append((p.name if kind == "bicubic" else f"{p.name}@{degrade}", lr, hr))
+        out.append((name if kind == "bicubic" else f"{name}@{degrade}", lr, hr))
     return out

@@ -164,12 +164,15 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     sources = Sources.load(Path(cfg.data), Path(cfg.cache))
     sampler = WindowSampler(sources, cfg.scale, cfg.window + phase.extra_frames, cfg.patch, cfg.seed,
                             degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed)
+    # videos and photo pans: real video gives the neighbours little to add, a sub-pixel pan a lot
     val_clips = [c for d in cfg.val_degrade.split(",")
-                 for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip())]
+                 for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
+                                         pans=True)]
     test_clips = [c for d in cfg.val_degrade.split(",") if cfg.test
                   for c in load_val_clips(Path(cfg.test), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
-                                          prefix="test_")]
-    step, best = 0, None
+                                          prefix="test_", pans=True)]
+    val_names = [name for name, _, _ in val_clips]
+    step, best, rescored = 0, None, None
     last = out / "last.pt"
     started = "init" if cfg.init else "fresh"
     if last.exists():
@@ -186,6 +189,18 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         torch.set_rng_state(ck["torch_rng"])
         step, best = ck["step"], ck.get("best")
         log.info("resumed %s at step %d", last, step)
+        if ck.get("val_names") != val_names and (out / "best.pt").exists():
+            # the validation set changed (clips added to the split, or pans since they joined):
+            # the best score so far is re-measured on the new set, so the next checkpoints are
+            # compared with best.pt like with like
+            kept = torch.load(out / "best.pt", map_location=device, weights_only=True)
+            judge = MSTGANGenerator(GeneratorConfig(**kept["config"])).to(device)
+            judge.load_state_dict(kept["state_dict"])
+            old_best, best = best, phase.score(validate(judge, val_clips, cfg.val_frames, device,
+                                                        lpips=cfg.stage != 1))
+            rescored = {"best_step": kept.get("step"), "from": old_best, "to": best}
+            log.info("validation set changed: best.pt (step %s) re-measured, score %s -> %s",
+                     kept.get("step"), old_best, best)
     elif cfg.init:
         ck = torch.load(cfg.init, map_location=device, weights_only=True)  # weights only: no pickled code runs
         sd = ck["state_dict"] if "state_dict" in ck else ck["model"]
@@ -199,7 +214,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
 
     def save(path: Path) -> None:
         atomic_save({"model": model.state_dict(), **phase.state_dict(), "sampler": sampler.state(),
-                     "torch_rng": torch.get_rng_state(), "step": step, "best": best,
+                     "torch_rng": torch.get_rng_state(), "step": step, "best": best, "val_names": val_names,
                      "config": gcfg.to_dict(), "train_config": asdict(cfg)}, path)
 
     def emit(rec: dict) -> None:
@@ -211,7 +226,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     phase.begin()
     # where this process started: a run may be resumed many times, or from a copied checkpoint
     emit({"step": step, "start": started, "sources": {"clips": len(sources.videos), "photos": len(sources.photos)},
-          "settings": {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES}})
+          "settings": {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES},
+          **({"rescored_best": rescored} if rescored else {})})
     if hasattr(phase, "reference") and phase.reference is None:
         # stage 2: measure the starting weights once; checkpoints must not be less stable in time
         phase.reference = validate(phase.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
