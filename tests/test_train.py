@@ -194,6 +194,38 @@ def test_a_changed_validation_set_re_measures_the_best(data, tmp_path):
     assert "rescored_best" not in start
 
 
+def test_stage0_trains_the_flow_alone_on_known_motion(data, tmp_path):
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.data import Sources, WindowSampler
+    from mstgan_cli.train.flow import validate_flow
+
+    val = tmp_path / "val"
+    shutil.copytree(data / "val", val)
+    Image.fromarray(_photo(6, (320, 240))).save(val / "photos" / "q.png")
+    start = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
+    run = train(_cfg(data, tmp_path / "s0", val=str(val), stage=0, steps=6, val_every=3, lr=1e-3,
+                     init=str(start / "best.pt"), generator={**TINY, "flow_kernel": 5}))
+    before = torch.load(start / "best.pt", weights_only=True)["state_dict"]
+    after = torch.load(run / "last.pt", weights_only=False)["model"]
+    for k, v in after.items():
+        if k.startswith("flownet."):
+            # 5x5 kernels: fresh; the biases fit and come from the init: all trained since
+            assert k not in before or v.shape != before[k].shape or not torch.equal(v, before[k])
+        else:
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)  # frozen
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    vals = [r["val"] for r in recs if "val" in r]
+    assert len(vals) == 2 and all(v["flow_epe_zero"] > 0.05 and v["flow_epe"] > 0 for v in vals)
+    assert GeneratorConfig(**torch.load(run / "best.pt", weights_only=True)["config"]).flow_kernel == 5
+    # the yardstick: a flow network that says "no motion" scores exactly the no-motion error
+    still = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY))
+    for p in still.flownet.parameters():
+        torch.nn.init.zeros_(p)
+    w = WindowSampler(Sources.load(val), 2, 3, 16, 0, video_fraction=0.0).batch(4)
+    v = validate_flow(still, w)
+    assert v["flow_epe"] == pytest.approx(v["flow_epe_zero"]) and v["flow_epe_ratio"] == pytest.approx(1.0)
+
+
 def test_degrade_mixture_from_the_command_line(data, tmp_path):
     from typer.testing import CliRunner
 

@@ -51,7 +51,9 @@ def train_cmd(
     max_speed: Annotated[float, typer.Option(help="Virtual camera: fastest motion, HR pixels per frame.")] = 16.0,
     scale: Annotated[int, typer.Option(help="Upscaling factor: 2 or 4.")] = 4,
     window: Annotated[int, typer.Option(help="Frames per window (odd): 5 or 7.")] = 5,
-    stage: Annotated[int, typer.Option(help="1: fidelity (L1), 2: adversarial.")] = 1,
+    stage: Annotated[int, typer.Option(help="0: the flow network alone on the virtual camera's known motion "
+                                            "(photo windows; everything else frozen), 1: fidelity (L1), "
+                                            "2: adversarial.")] = 1,
     steps: Annotated[int, typer.Option(help="Length of the learning-rate schedule (steps).")] = 40_000,
     batch: Annotated[int, typer.Option(help="Windows per step.")] = 8,
     patch: Annotated[int, typer.Option(help="Low-resolution patch side (pixels).")] = 48,
@@ -95,8 +97,8 @@ def train_cmd(
             raise fail(f"nothing to plot in {out} (no log.jsonl, or matplotlib missing)", 2)
         say(f"wrote {png}", quiet)
         return
-    if scale not in (2, 4) or window not in (3, 5, 7) or stage not in (1, 2):
-        raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 1 or 2", 2)
+    if scale not in (2, 4) or window not in (3, 5, 7) or stage not in (0, 1, 2):
+        raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 0, 1 or 2", 2)
     if degrade not in ("realworld", "bicubic"):
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
     try:

@@ -34,13 +34,13 @@ PYRAMID_LEVELS = 3  # feature pyramid: 1, 1/2, 1/4
 class FlowLevel(nn.Module):
     """One SPyNet-style level: predicts a flow correction from (reference, warped, flow)."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, k: int = 3) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(8, ch, 3, 1, 1), act(),
-            nn.Conv2d(ch, ch, 3, 1, 1), act(),
-            nn.Conv2d(ch, ch // 2 + ch // 4, 3, 1, 1), act(),
-            nn.Conv2d(ch // 2 + ch // 4, 2, 3, 1, 1),
+            nn.Conv2d(8, ch, k, 1, k // 2), act(),
+            nn.Conv2d(ch, ch, k, 1, k // 2), act(),
+            nn.Conv2d(ch, ch // 2 + ch // 4, k, 1, k // 2), act(),
+            nn.Conv2d(ch // 2 + ch // 4, 2, k, 1, k // 2),
         )
 
     def forward(self, ref: torch.Tensor, warped: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -55,10 +55,10 @@ class FlowNet(nn.Module):
     Coarse levels catch large motion, fine levels the sub-pixel detail.
     """
 
-    def __init__(self, levels: int, ch: int) -> None:
+    def __init__(self, levels: int, ch: int, k: int = 3) -> None:
         super().__init__()
         self.levels = levels
-        self.level_nets = nn.ModuleList(FlowLevel(ch) for _ in range(levels))
+        self.level_nets = nn.ModuleList(FlowLevel(ch, k) for _ in range(levels))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         pa, pb = [a - 0.5], [b - 0.5]
@@ -130,6 +130,7 @@ class GeneratorConfig:
     detail_blocks: int = 1  # depthwise-separable detail-enhancement blocks
     flow_levels: int = 4    # pyramid levels of the flow network
     flow_ch: int = 16       # width of the flow network
+    flow_kernel: int = 3    # kernel side of the flow network's convolutions (odd; SPyNet uses 7)
     # inner widths of each residual block after structured pruning (`mstgan prune`);
     # empty: every block is as wide as its stream (feat for the encoder, trunk for the trunk)
     enc_mid: tuple[int, ...] = ()
@@ -143,6 +144,8 @@ class GeneratorConfig:
             object.__setattr__(self, name, widths)
             if widths and (len(widths) != blocks or min(widths) < 1):
                 raise ValueError(f"{name} needs {blocks} positive widths, got {list(widths)}")
+        if self.flow_kernel < 1 or self.flow_kernel % 2 == 0:
+            raise ValueError(f"flow_kernel must be odd and positive, got {self.flow_kernel}")
 
     def mids(self, name: str) -> list[int | None]:
         """Inner width of every block of a group ('enc', 'trunk' or 'detail'); None: unpruned."""
@@ -161,6 +164,8 @@ class GeneratorConfig:
             d[name] = list(d[name])
             if not d[name]:
                 del d[name]
+        if d["flow_kernel"] == 3:
+            del d["flow_kernel"]
         return d
 
 
@@ -181,7 +186,7 @@ class MSTGANGenerator(nn.Module):
         self.enc_in = nn.Conv2d(3, c, 3, 1, 1)
         self.enc_body = nn.Sequential(*[ResBlock(c, m) for m in config.mids("enc")])
         self.down = nn.ModuleList(DSConv(c, c, 3, stride=2) for _ in range(PYRAMID_LEVELS - 1))
-        self.flownet = FlowNet(config.flow_levels, config.flow_ch)
+        self.flownet = FlowNet(config.flow_levels, config.flow_ch, config.flow_kernel)
         self.msfa = MSFA(c)
         # temporal aggregation
         self.embed = nn.Conv2d(c, c // 2, 1)
@@ -276,6 +281,14 @@ class MSTGANGenerator(nn.Module):
         flat = frames.reshape(b * t, ch, h, w)
         pyr = self.encode(flat)
         feats = [tuple(p.reshape(b, t, *p.shape[1:])[:, i] for p in pyr) for i in range(t)]
+        flows = self.window_flows(frames)
+        return self.reconstruct(frames[:, c], feats, flows), flows
+
+    def window_flows(self, frames: torch.Tensor) -> list[torch.Tensor | None]:
+        """The flows from the centre to every frame of a window (B, T, 3, h, w): T entries, None at
+        the centre, each (B, 2, h, w), chained from neighbour flows as the streaming runtime does."""
+        b, t = frames.shape[:2]
+        c = t // 2
         # only the neighbour flows that point away from the centre are needed here
         a = torch.cat([frames[:, i] for i in range(c, t - 1)] + [frames[:, i + 1] for i in range(0, c)], 0)
         nb = torch.cat([frames[:, i + 1] for i in range(c, t - 1)] + [frames[:, i] for i in range(0, c)], 0)
@@ -286,8 +299,7 @@ class MSTGANGenerator(nn.Module):
             fwd[i] = fl[k]
         for k, i in enumerate(range(0, c)):
             bwd[i] = fl[(t - 1 - c) + k]
-        flows = self.flows_to_centre(fwd, bwd)
-        return self.reconstruct(frames[:, c], feats, flows), flows
+        return self.flows_to_centre(fwd, bwd)
 
 
 def count_params(model: nn.Module) -> int:

@@ -153,7 +153,10 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     torch.manual_seed(cfg.seed)
     gcfg = GeneratorConfig(scale=cfg.scale, window=cfg.window, **cfg.generator)
     model = MSTGANGenerator(gcfg).to(device)
-    if cfg.stage == 1:
+    if cfg.stage == 0:
+        from .flow import FlowPhase
+        phase = FlowPhase(model, cfg, device)
+    elif cfg.stage == 1:
         phase = FidelityPhase(model, cfg, device)
     else:
         from .adversarial import AdversarialPhase
@@ -162,16 +165,40 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
         raise ValueError(f"degrade must be bicubic or realworld, not {cfg.degrade!r}")
     degrader = Degrader(cfg.scale, DegradeConfig.from_dict(cfg.degrade_config)) if cfg.degrade == "realworld" else None
     sources = Sources.load(Path(cfg.data), Path(cfg.cache))
+    photos_only = getattr(phase, "photos_only", False)
+    if photos_only and not sources.photos:
+        raise ValueError(f"stage {cfg.stage} learns from photo windows (known motion): no photos under {cfg.data}")
     sampler = WindowSampler(sources, cfg.scale, cfg.window + phase.extra_frames, cfg.patch, cfg.seed,
+                            video_fraction=0.0 if photos_only else 0.5,
                             degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed)
-    # videos and photo pans: real video gives the neighbours little to add, a sub-pixel pan a lot
-    val_clips = [c for d in cfg.val_degrade.split(",")
-                 for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
-                                         pans=True)]
-    test_clips = [c for d in cfg.val_degrade.split(",") if cfg.test
-                  for c in load_val_clips(Path(cfg.test), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
-                                          prefix="test_", pans=True)]
-    val_names = [name for name, _, _ in val_clips]
+    if cfg.stage == 0:
+        # the flow alone is judged on fixed photo windows of the validation (and test) photos
+        from .flow import validate_flow
+
+        def windows(root: str, seed: int):
+            src = Sources.load(Path(root), Path(cfg.cache))
+            if not src.photos:
+                raise ValueError(f"stage 0 validates on photo windows: no photos under {root}")
+            return WindowSampler(src, cfg.scale, cfg.window, cfg.patch * 2, seed, video_fraction=0.0,
+                                 degrader=degrader, fast_motion=cfg.fast_motion, max_speed=cfg.max_speed).batch(64)
+        val_clips = windows(cfg.val, 1_000_003)
+        test_clips = windows(cfg.test, 1_000_033) if cfg.test else None
+        val_names = ["photo windows"]
+
+        def measure(m, clips):
+            return validate_flow(m, clips)
+    else:
+        # videos and photo pans: real video gives the neighbours little to add, a sub-pixel pan a lot
+        val_clips = [c for d in cfg.val_degrade.split(",")
+                     for c in load_val_clips(Path(cfg.val), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
+                                             pans=True)]
+        test_clips = [c for d in cfg.val_degrade.split(",") if cfg.test
+                      for c in load_val_clips(Path(cfg.test), cfg.scale, cache=Path(cfg.cache), degrade=d.strip(),
+                                              prefix="test_", pans=True)]
+        val_names = [name for name, _, _ in val_clips]
+
+        def measure(m, clips, lpips: bool = cfg.stage != 1):
+            return validate(m, clips, cfg.val_frames, device, lpips=lpips)
     step, best, rescored = 0, None, None
     last = out / "last.pt"
     started = "init" if cfg.init else "fresh"
@@ -196,8 +223,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
             kept = torch.load(out / "best.pt", map_location=device, weights_only=True)
             judge = MSTGANGenerator(GeneratorConfig(**kept["config"])).to(device)
             judge.load_state_dict(kept["state_dict"])
-            old_best, best = best, phase.score(validate(judge, val_clips, cfg.val_frames, device,
-                                                        lpips=cfg.stage != 1))
+            old_best, best = best, phase.score(measure(judge, val_clips))
             rescored = {"best_step": kept.get("step"), "from": old_best, "to": best}
             log.info("validation set changed: best.pt (step %s) re-measured, score %s -> %s",
                      kept.get("step"), old_best, best)
@@ -251,7 +277,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                   **{k: v / (step - tick_step) for k, v in acc.items()}})
             tick, tick_step, acc = now, step, {}
         if step % cfg.val_every == 0 or step == end:
-            v = validate(phase.eval_model(), val_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+            v = measure(phase.eval_model(), val_clips)
             score = phase.score(v)
             is_best = best is None or score > best
             if is_best:
@@ -261,7 +287,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                             out / "best.pt")
             rec = {"step": step, "val": v, "best": is_best}
             if test_clips:  # logged only: nothing is chosen on it
-                rec["test"] = validate(phase.eval_model(), test_clips, cfg.val_frames, device, lpips=cfg.stage != 1)
+                rec["test"] = measure(phase.eval_model(), test_clips)
             emit(rec)
             plot_curves(out)
             save(last)

@@ -61,6 +61,13 @@ def plot_curves(run: Path, out: Path | None = None) -> Path | None:
             if tt:
                 axes[1].plot([r["step"] for r in tt], [r["test"]["temporal_gain"] for r in tt], "k-.",
                              label="test temporal gain")
+        if "flow_epe" in val[-1]["val"]:  # stage 0: the flow alone
+            axes[1].plot(vs, [r["val"].get("flow_epe_ratio", float("nan")) for r in val],
+                         label="flow error / no-motion error (val)")
+            tf = [r for r in val if "flow_epe_ratio" in r.get("test", {})]
+            if tf:
+                axes[1].plot([r["step"] for r in tf], [r["test"]["flow_epe_ratio"] for r in tf], "--",
+                             label="flow error / no-motion error (test)")
         if "lpips" in val[-1]["val"]:
             ax2 = axes[1].twinx()
             ax2.plot(vs, [r["val"].get("lpips", float("nan")) for r in val], "k--", label="LPIPS")
