@@ -217,6 +217,9 @@ def test_stage0_trains_the_flow_alone_on_known_motion(data, tmp_path):
     vals = [r["val"] for r in recs if "val" in r]
     assert len(vals) == 2 and all(v["flow_epe_zero"] > 0.05 and v["flow_epe"] > 0 for v in vals)
     assert GeneratorConfig(**torch.load(run / "best.pt", weights_only=True)["config"]).flow_kernel == 5
+    # the command line's reporter says what stage 0 measures (it once expected a PSNR)
+    from mstgan_cli.commands.common import training_reporter
+    training_reporter(6)(next(r for r in recs if "val" in r))
     # the yardstick: a flow network that says "no motion" scores exactly the no-motion error
     still = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY))
     for p in still.flownet.parameters():

@@ -172,8 +172,11 @@ def training_reporter(total_steps: int, quiet: bool = False) -> Callable[[dict],
         step = rec.get("step", 0)
         if "val" in rec:
             v = rec["val"]
-            parts = [f"PSNR-Y {v['psnr_y']:.3f} dB (+{v['gain']:.2f} over bicubic)"]
-            parts += [f"{k} {v[k]:.4g}" for k in ("lpips", "tof", "tlp100") if k in v]
+            if "flow_epe" in v:  # stage 0: the flow alone
+                parts = [f"flow error {v['flow_epe']:.3f} LR px ({v['flow_epe_ratio']:.2f}x predicting no motion)"]
+            else:
+                parts = [f"PSNR-Y {v['psnr_y']:.3f} dB ({v['gain']:+.2f} over bicubic)"]
+                parts += [f"{k} {v[k]:.4g}" for k in ("lpips", "tof", "tlp100", "temporal_gain") if k in v]
             say(f"step {step}: validation {', '.join(parts)}{' (best so far)' if rec.get('best') else ''}")
         elif "it_s" in rec and rec["it_s"] > 0:
             eta = (total_steps - step) / rec["it_s"]
