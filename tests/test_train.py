@@ -229,6 +229,33 @@ def test_stage0_trains_the_flow_alone_on_known_motion(data, tmp_path):
     assert v["flow_epe"] == pytest.approx(v["flow_epe_zero"]) and v["flow_epe_ratio"] == pytest.approx(1.0)
 
 
+def test_true_flow_aligns_the_photo_windows_with_the_known_motion(data):
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.fidelity import FidelityPhase
+
+    torch.manual_seed(0)
+    model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY)).eval()
+    src = Sources.load(data / "train")
+    lr, hr, flow, weight = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=0.0).batch(3)
+    vlr, vhr, vflow, vweight = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=1.0).batch(2)
+    centre = lambda x: x[:, 1]
+
+    def sr_with(true_flow, *b):
+        phase = FidelityPhase(model, TrainConfig(true_flow=true_flow, w_flow=0.02), torch.device("cpu"))
+        with torch.no_grad():
+            return phase.generator_losses(b[0], centre(b[1]), b[2], b[3])[2]
+    with torch.no_grad():
+        own = model(lr)
+        feats = [tuple(q.reshape(3, 3, *q.shape[1:])[:, i] for q in model.encode(lr.flatten(0, 1))) for i in range(3)]
+        true = model.reconstruct(lr[:, 1], feats, [flow[:, 0], None, flow[:, 2]])
+    assert (own - true).abs().max() > 1e-4  # the two alignments differ
+    torch.testing.assert_close(sr_with(0.0, lr, hr, flow, weight), own)
+    torch.testing.assert_close(sr_with(1.0, lr, hr, flow, weight), true)
+    # windows of real clips (motion unknown) keep their predicted flows
+    with torch.no_grad():
+        torch.testing.assert_close(sr_with(1.0, vlr, vhr, vflow, vweight), model(vlr))
+
+
 def test_degrade_mixture_from_the_command_line(data, tmp_path):
     from typer.testing import CliRunner
 

@@ -49,6 +49,10 @@ def train_cmd(
     flow: Annotated[float, typer.Option(help="Weight of the flow supervision by the virtual camera's "
                                              "known motion (photo windows).")] = 0.02,
     max_speed: Annotated[float, typer.Option(help="Virtual camera: fastest motion, HR pixels per frame.")] = 16.0,
+    true_flow: Annotated[float, typer.Option(help="Stage 1: share of the photo windows whose neighbours are "
+                                                  "aligned with the true motion instead of the predicted flow, "
+                                                  "so the fusion learns what exact alignment is worth "
+                                                  "(0 to 1).")] = 0.0,
     scale: Annotated[int, typer.Option(help="Upscaling factor: 2 or 4.")] = 4,
     window: Annotated[int, typer.Option(help="Frames per window (odd): 5 or 7.")] = 5,
     stage: Annotated[int, typer.Option(help="0: the flow network alone on the virtual camera's known motion "
@@ -101,6 +105,8 @@ def train_cmd(
         raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 0, 1 or 2", 2)
     if degrade not in ("realworld", "bicubic"):
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
+    if not 0.0 <= true_flow <= 1.0:
+        raise fail(f"--true-flow must be between 0 and 1, not {true_flow}", 2)
     try:
         from ..train.degrade import DegradeConfig
         mix = json.loads(degrade_config)
@@ -118,7 +124,7 @@ def train_cmd(
 
     cfg = TrainConfig(data=str(data), val=str(val), out=str(out), scale=scale, window=window,
                       generator=json.loads(generator), stage=stage, steps=steps, batch=batch,
-                      degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, max_speed=max_speed,
+                      degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, true_flow=true_flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
                       vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,

@@ -20,6 +20,7 @@ computes them once per frame and reuses them in every window that contains the f
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -270,8 +271,11 @@ class MSTGANGenerator(nn.Module):
         out, _ = self.forward_with_flows(frames)
         return out
 
-    def forward_with_flows(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """Like forward, also returning the flows from the centre to every frame (for losses)."""
+    def forward_with_flows(self, frames: torch.Tensor, align: Callable[[list], list] | None = None,
+                           ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Like forward, also returning the flows from the centre to every frame (for losses).
+        ``align`` (training): maps the predicted flows to the flows the neighbours are aligned with
+        (e.g. the true motion where it is known); the predicted ones are returned either way."""
         b, t, ch, h, w = frames.shape
         assert ch == 3, f"expected RGB frames, got {ch} channels"
         assert t == self.config.window, f"window of {t} frames, model expects {self.config.window}"
@@ -282,7 +286,7 @@ class MSTGANGenerator(nn.Module):
         pyr = self.encode(flat)
         feats = [tuple(p.reshape(b, t, *p.shape[1:])[:, i] for p in pyr) for i in range(t)]
         flows = self.window_flows(frames)
-        return self.reconstruct(frames[:, c], feats, flows), flows
+        return self.reconstruct(frames[:, c], feats, align(flows) if align else flows), flows
 
     def window_flows(self, frames: torch.Tensor) -> list[torch.Tensor | None]:
         """The flows from the centre to every frame of a window (B, T, 3, h, w): T entries, None at

@@ -27,6 +27,8 @@ class TrainConfig:
     w_warp: float = 0.05         # photometric loss of the flows
     w_smooth: float = 0.005      # flow smoothness (optical-flow regularisation)
     w_flow: float = 0.0          # supervision of the flow network by the virtual camera's known motion
+    true_flow: float = 0.0       # stage 1: share of photo windows aligned with the true motion instead
+                                 # of the predicted flow (teacher-forced alignment)
     w_perceptual: float = 0.0
     vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight

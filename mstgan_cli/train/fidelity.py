@@ -26,7 +26,17 @@ class FidelityPhase:
                          flow_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """lr (B, T, 3, h, w), hr (B, 3, sh, sw) centre frame -> (loss, parts, sr)."""
         cfg = self.cfg
-        sr, flows = self.model.forward_with_flows(lr)
+        align = None
+        if cfg.true_flow > 0 and flow is not None and flow_weight is not None:
+            # teacher-forced alignment: in a share of the windows whose motion is known (photo
+            # windows) the neighbours are aligned with the true flow, so the fusion learns what
+            # exact alignment is worth (the flow network is still supervised on its own flows)
+            known = flow_weight.flatten(1).sum(1) > 0
+            use = (known & (torch.rand(known.shape, device=lr.device) < cfg.true_flow)).view(-1, 1, 1, 1)
+            if bool(use.any()):
+                def align(pred):
+                    return [None if f is None else torch.where(use, flow[:, i], f) for i, f in enumerate(pred)]
+        sr, flows = self.model.forward_with_flows(lr, align)
         l_pix = charbonnier(sr, hr)
         l_warp, l_smooth = flow_losses(lr, flows)
         loss = l_pix + cfg.w_warp * l_warp + cfg.w_smooth * l_smooth
