@@ -59,6 +59,8 @@ def main() -> None:
         runs: list = [run]
         if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
             runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
+        for parent, step in reversed(r.get("parents", [])):  # a chain of runs, each from a step of the one before
+            runs.insert(0, (ROOT / parent, step))
         source, protocol = run / "best.pt", None
         if args.card_only:  # the stored measurements, a fresh card and training history
             protocol = json.loads((ROOT / "weights" / f"{name}.protocol.json").read_text())
