@@ -63,7 +63,7 @@ def test_models_fits_80_columns_and_shows_the_path_only_when_verbose() -> None:
     assert plain.exit_code == 0
     lines = plain.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80, plain.stdout
-    assert "mstgan-x4-pruned" in plain.stdout and "mstgan-x4-gan *" in plain.stdout  # names whole
+    assert "mstgan-x4-pruned" in plain.stdout and "mstgan-x4-lossy *" in plain.stdout  # names whole
     header = next(line for line in lines if line.startswith("name"))
     assert header.split() == ["name", "x", "params", "FLOPs/px", "clean+dB", "h264+dB", "LPIPS", "tOF"]
     row = next(line for line in lines if line.startswith("mstgan-x4 "))

