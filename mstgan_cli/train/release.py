@@ -55,9 +55,16 @@ def trained_on(history: list[dict]) -> str:
     what = (f"{tc.get('data', 'shared/data/train')}: {src['clips']} real clips + {src['photos']} photos "
             "(clips made of them by a virtual camera)") if src else \
         "shared/data/train of the time: 6 real clips + 42 photos (clips made of them by a virtual camera)"
-    deg = ("real-world degradations (train.degrade: H.264/MPEG-2/JPEG at random quality, blur, noise, "
-           "resize kernels; clean bicubic and bicubic + H.264 as cases)") if tc.get("degrade") == "realworld" \
-        else "antialiased bicubic downscaling"
+    dc = tc.get("degrade_config") or {}
+    if tc.get("degrade") != "realworld":
+        deg = "antialiased bicubic downscaling"
+    elif dc.get("p_clean", 0.3) + dc.get("p_h264", 0.35) >= 1.0 - 1e-9:  # no mixed windows
+        lo, hi = dc.get("h264_crf", (16, 34))
+        deg = (f"antialiased bicubic downscaling ({dc.get('p_clean', 0.3):.0%} of the windows), then H.264 "
+               f"(x264) at CRF {lo}-{hi} (the rest)")
+    else:
+        deg = ("real-world degradations (train.degrade: H.264/MPEG-2/JPEG at random quality, blur, noise, "
+               "resize kernels; clean bicubic and bicubic + H.264 as cases)")
     return f"{what}; degradation: {deg}"
 
 
