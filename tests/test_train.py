@@ -464,3 +464,17 @@ def test_a_runs_best_checkpoint_loads_as_a_model_and_junk_does_not(data, tmp_pat
     torch.save({"config": "x4", "weights": [1, 2]}, tmp_path / "junk.pt")
     with pytest.raises(ModelError, match="not an mstgan generator checkpoint"):
         load_generator(tmp_path / "junk.pt")
+
+
+def test_model_card_names_the_degradations_a_run_trained_on():
+    """A card must not claim blur and noise for a run that only saw clean and H.264 windows."""
+    from mstgan_cli.train.release import trained_on
+
+    def deg(tc):
+        return trained_on([{"train_config": tc}]).split("degradation: ")[1]
+
+    assert deg({"degrade": "bicubic"}) == "antialiased bicubic downscaling"
+    assert "blur, noise" in deg({"degrade": "realworld"})  # the default mixture has mixed windows
+    assert "blur, noise" in deg({"degrade": "realworld", "degrade_config": {"p_clean": 0.4, "p_h264": 0.4}})
+    only = deg({"degrade": "realworld", "degrade_config": {"p_clean": 0.5, "p_h264": 0.5, "h264_crf": [18, 30]}})
+    assert only == "antialiased bicubic downscaling (50% of the windows), then H.264 (x264) at CRF 18-30 (the rest)"

@@ -20,16 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASES = {
     "mstgan-x4": dict(run="runs/x4", kind="fidelity", methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
                       description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation)."),
-    "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"], parent_step=1000,
+    "mstgan-x2": dict(run="runs/x2", kind="fidelity", methods=["bicubic", "lanczos"], parents=[("runs/x4", 1000)],
                       description="MST-GAN x2, fidelity model (stage 1), started from the x4 weights."),
-    "mstgan-x4-pruned": dict(run="runs/x4-pruned", kind="fidelity", parent_step=3000,
+    "mstgan-x4-pruned": dict(run="runs/x4-pruned", kind="fidelity", parents=[("runs/x4", 3000)],
                              methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                              description="MST-GAN x4, fidelity model, structurally pruned from mstgan-x4 "
                                          "(`mstgan prune mstgan-x4 --out runs/x4-pruned`: inner channels of "
                                          "the residual blocks by filter importance, trunk to 24 of 48, "
                                          "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
                                          "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
-    "mstgan-x4-gan": dict(run="runs/x4-gan4", kind="gan", parent_step=6000,
+    "mstgan-x4-gan": dict(run="runs/x4-gan4", kind="gan", parents=[("runs/x4", 6000)],
                           methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
                           description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
                                       "discriminator, temporal, motion and Ping-Pong losses, weights averaged), "
@@ -73,11 +73,8 @@ def main() -> None:
     for name in args.names:
         r = RELEASES[name]
         run = ROOT / r["run"]
-        runs: list = [run]
-        if "parent_step" in r:  # started from that step of the x4 run: that history is part of this model's
-            runs.insert(0, (ROOT / "runs/x4", r["parent_step"]))
-        for parent, step in reversed(r.get("parents", [])):  # a chain of runs, each from a step of the one before
-            runs.insert(0, (ROOT / parent, step))
+        # the runs it was started from, oldest first, each left at that step: their history is this model's too
+        runs: list = [(ROOT / parent, step) for parent, step in r.get("parents", [])] + [run]
         source, protocol = run / "best.pt", None
         if args.card_only:  # the stored measurements, a fresh card and training history
             protocol = json.loads((ROOT / "weights" / f"{name}.protocol.json").read_text())

@@ -12,6 +12,7 @@ from ..model.generator import GeneratorConfig, MSTGANGenerator, count_params
 from ..evaluate.protocol import protocol_markdown, run_protocol
 from ..evaluate.report import jsonable
 from ..model.registry import PRECISIONS, flops_per_pixel
+from .degrade import DegradeConfig
 
 log = logging.getLogger("mstgan_cli")
 
@@ -55,12 +56,12 @@ def trained_on(history: list[dict]) -> str:
     what = (f"{tc.get('data', 'shared/data/train')}: {src['clips']} real clips + {src['photos']} photos "
             "(clips made of them by a virtual camera)") if src else \
         "shared/data/train of the time: 6 real clips + 42 photos (clips made of them by a virtual camera)"
-    dc = tc.get("degrade_config") or {}
+    dc = DegradeConfig.from_dict(tc.get("degrade_config"))
     if tc.get("degrade") != "realworld":
         deg = "antialiased bicubic downscaling"
-    elif dc.get("p_clean", 0.3) + dc.get("p_h264", 0.35) >= 1.0 - 1e-9:  # no mixed windows
-        lo, hi = dc.get("h264_crf", (16, 34))
-        deg = (f"antialiased bicubic downscaling ({dc.get('p_clean', 0.3):.0%} of the windows), then H.264 "
+    elif dc.p_clean + dc.p_h264 >= 1.0 - 1e-9:  # no mixed windows (Degrader.kind)
+        lo, hi = dc.h264_crf
+        deg = (f"antialiased bicubic downscaling ({dc.p_clean:.0%} of the windows), then H.264 "
                f"(x264) at CRF {lo}-{hi} (the rest)")
     else:
         deg = ("real-world degradations (train.degrade: H.264/MPEG-2/JPEG at random quality, blur, noise, "
