@@ -478,3 +478,23 @@ def test_model_card_names_the_degradations_a_run_trained_on():
     assert "blur, noise" in deg({"degrade": "realworld", "degrade_config": {"p_clean": 0.4, "p_h264": 0.4}})
     only = deg({"degrade": "realworld", "degrade_config": {"p_clean": 0.5, "p_h264": 0.5, "h264_crf": [18, 30]}})
     assert only == "antialiased bicubic downscaling (50% of the windows), then H.264 (x264) at CRF 18-30 (the rest)"
+
+
+def test_a_deeper_trunk_grown_from_a_run_starts_where_it_left_off(data, tmp_path):
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator, load_matching
+    src = train(_cfg(data, tmp_path / "shallow", steps=2, val_every=2))
+    ck = torch.load(src / "best.pt", weights_only=True)
+    shallow = MSTGANGenerator(GeneratorConfig(**ck["config"])).eval()
+    shallow.load_state_dict(ck["state_dict"])
+    deep = MSTGANGenerator(GeneratorConfig(**{**ck["config"], "trunk_blocks": 3})).eval()
+    fits, grown = load_matching(deep, ck["state_dict"])
+    assert grown == ["trunk.1", "trunk.2"] and len(fits) == len(ck["state_dict"])
+    x = torch.rand(2, 3, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), shallow(x))
+    # through the trainer: at an lr too small to move anything, the grown run validates as its source
+    run = train(_cfg(data, tmp_path / "deep", steps=1, val_every=1, lr=1e-12, init=str(src / "best.pt"),
+                     generator={**TINY, "trunk_blocks": 3}))
+    rec = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"val"' in line][-1]
+    assert rec["val"]["psnr_y"] == pytest.approx(ck["val"]["psnr_y"], abs=1e-3)
+    assert torch.load(run / "best.pt", weights_only=True)["config"]["trunk_blocks"] == 3

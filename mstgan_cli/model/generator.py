@@ -306,5 +306,28 @@ class MSTGANGenerator(nn.Module):
         return self.flows_to_centre(fwd, bwd)
 
 
+def load_matching(model: MSTGANGenerator, state_dict: dict) -> tuple[dict, list[str]]:
+    """Load the tensors of ``state_dict`` that fit ``model`` (same name and shape) and make every
+    residual block that got none of its weights start as the identity (its last convolution zeroed),
+    so that a deeper model grown from a shallower one computes the same pictures at its first step
+    and training only has to learn what the new blocks add. Returns (loaded tensors, grown blocks).
+    """
+    own = model.state_dict()
+    fits = {k: v.float() for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    grown = []
+    for name, block in model.named_modules():
+        if not isinstance(block, (ResBlock, DetailBlock)):
+            continue
+        if any(f"{name}.{k}" in fits for k, _ in block.named_parameters()):
+            continue
+        last = block.conv2 if isinstance(block, ResBlock) else block.body[-1].pw
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        grown.append(name)
+    return fits, grown
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

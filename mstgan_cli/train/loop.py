@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..metrics.image import psnr_y
 from ..model.checkpoint import atomic_save
-from ..model.generator import GeneratorConfig, MSTGANGenerator
+from ..model.generator import GeneratorConfig, MSTGANGenerator, load_matching
 from .config import RESUMABLE_CHANGES, TrainConfig, changed_settings
 from .data import Sources, WindowSampler, load_val_clips
 from .degrade import DegradeConfig, Degrader
@@ -230,12 +230,11 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     elif cfg.init:
         ck = torch.load(cfg.init, map_location=device, weights_only=True)  # weights only: no pickled code runs
         sd = ck["state_dict"] if "state_dict" in ck else ck["model"]
-        own = model.state_dict()
-        fits = {k: v.float() for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(fits, strict=False)
-        # e.g. an x2 model started from x4 weights: everything but the upsampling layer carries over
-        log.info("initialised from %s: %d tensors, fresh: %s", cfg.init, len(fits),
-                 sorted(set(own) - set(fits)) or "none")
+        fits, grown = load_matching(model, sd)
+        # e.g. an x2 model started from x4 weights: everything but the upsampling layer carries over;
+        # a deeper trunk started from a shallower one: the new blocks start as the identity
+        log.info("initialised from %s: %d tensors, fresh: %s, grown (start as identity): %s", cfg.init,
+                 len(fits), sorted(set(model.state_dict()) - set(fits)) or "none", grown or "none")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     def save(path: Path) -> None:
