@@ -121,7 +121,7 @@ def run_job(src: Path, out: Path, key: str, model: str, threads: int, cache: Pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mstgan-x4-gan")
+    ap.add_argument("--model", default="mstgan-x4-lossy")
     ap.add_argument("--size", default="480x272", help="LR frame size WxH")
     ap.add_argument("--short", type=int, default=60)
     ap.add_argument("--long", type=int, default=160)

@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", choices=["encode", "flows", "window"])
     ap.add_argument("packages", nargs="+", type=Path)
-    ap.add_argument("--model", default="mstgan-x4-gan", help="the model the packages were built for")
+    ap.add_argument("--model", default="mstgan-x4-lossy", help="the model the packages were built for")
     ap.add_argument("--size", default="480x272", help="LR frame size WxH")
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--calls", type=int, default=2)

@@ -108,6 +108,34 @@ def test_bad_input_gets_one_line_and_an_exit_code(clip, tmp_path: Path, make_arg
     assert leftovers(tmp_path) == []
 
 
+def test_a_retired_model_says_why_and_what_to_use_and_is_not_listed(clip, tmp_path: Path, monkeypatch) -> None:
+    from mstgan_cli.errors import ModelError
+    from mstgan_cli.model.registry import model_path
+
+    with pytest.raises(ModelError, match="retired on 2026-12-07.*mstgan-x4-lossy.*mstgan-x4-clean"):
+        model_path("mstgan-x4-gan")
+    out = tmp_path / "x.mp4"
+    result = invoke("upscale", str(clip("mp4")), "-o", str(out), "-m", "mstgan-x4-gan")
+    assert result.exit_code == 5, result.output
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    err = " ".join(result.stderr.split())  # however the console wraps it
+    assert "retired" in err and "LPIPS 0.244" in err and "mstgan-x4-lossy" in err and "mstgan-x4-clean" in err
+    assert not out.exists()
+    assert "mstgan-x4-gan" not in {r["name"] for r in json.loads(invoke("models", "--json").stdout)}
+    # an old copy left in a weights folder is neither listed nor loaded
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "mstgan-x4.pt"
+    (weights / "mstgan-x4-gan.pt").write_bytes(shipped.read_bytes())
+    (weights / "mstgan-x4.pt").write_bytes(shipped.read_bytes())
+    monkeypatch.setenv("MSTGAN_WEIGHTS_DIR", str(weights))
+    names = {r["name"] for r in json.loads(invoke("models", "--json").stdout)}
+    assert "mstgan-x4" in names and "mstgan-x4-gan" not in names
+    assert "mstgan-x4-gan" not in invoke("models").stdout
+    with pytest.raises(ModelError, match="retired"):
+        model_path("mstgan-x4-gan")
+
+
 def test_existing_output_needs_overwrite(clip, tmp_path: Path) -> None:
     out = tmp_path / "x.mp4"
     out.write_bytes(b"keep me")

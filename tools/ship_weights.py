@@ -17,6 +17,8 @@ import torch
 from mstgan_cli.train.release import ship
 
 ROOT = Path(__file__).resolve().parents[1]
+# mstgan-x4-gan (runs/x4-gan4, stage 2) was retired on 2026-12-07 (mstgan_cli.model.registry.RETIRED):
+# a perceptual model ships only if its test-split LPIPS is at most 0.75x the fidelity model's.
 RELEASES = {
     "mstgan-x4": dict(run="runs/x4", kind="fidelity", methods=["bicubic", "lanczos", "realesr-animevideov3-x4"],
                       description="MST-GAN x4, fidelity model (stage 1: Charbonnier L1 + flow regularisation)."),
@@ -29,11 +31,6 @@ RELEASES = {
                                          "the residual blocks by filter importance, trunk to 24 of 48, "
                                          "encoder to 24 of 32, detail to 24 of 48), then fine-tuned "
                                          "(stage 1 losses). Details in runs/x4-pruned/prune.json."),
-    "mstgan-x4-gan": dict(run="runs/x4-gan4", kind="gan", parents=[("runs/x4", 6000)],
-                          methods=["mstgan-x4", "bicubic", "lanczos", "realesr-animevideov3-x4"],
-                          description="MST-GAN x4, GAN model (stage 2: + VGG perceptual, spatio-temporal "
-                                      "discriminator, temporal, motion and Ping-Pong losses, weights averaged), "
-                                      "started from mstgan-x4."),
     "mstgan-x4-clean": dict(run="runs/x4-align", kind="fidelity", parents=[("runs/x4-clean", 5000)],
                             methods=["mstgan-x4", "bicubic", "lanczos"],
                             description="MST-GAN x4, fidelity model for clean sources (masters, lossless or "

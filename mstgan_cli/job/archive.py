@@ -115,7 +115,7 @@ class FileRecord:
     segments: int = 0
     resumed: int = 0
     integrity: dict[str, Any] | None = None
-    model: str | None = None  # the model that ran ("mstgan-x4-gan"; the settings hold what was asked)
+    model: str | None = None  # the model that ran ("mstgan-x4-lossy"; the settings hold what was asked)
     missing_frames: int = 0  # frames an incomplete input's container promised beyond its end
 
 

@@ -100,7 +100,7 @@ class UpscaleResult:
     segments: int = 0
     resumed: int = 0
     missing_frames: int = 0
-    model: str | None = None  # the model that ran: "mstgan-x4-gan", "bicubic", a checkpoint path
+    model: str | None = None  # the model that ran: "mstgan-x4-lossy", "bicubic", a checkpoint path
 
 
 @dataclass

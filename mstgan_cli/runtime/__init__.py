@@ -29,7 +29,7 @@ def load_upscaler(model: str | None = None, scale: int | None = None, device: st
         raise ModelError(f"model {name} was trained with a window of {cfg.window} frames, not {window}")
     up = ModelUpscaler(net, device=device, precision=precision, batch=batch, tile=tile,
                        backend=backend, int8_qparams=path.with_suffix(".int8.json"), tuning=tuning)
-    up.name = name  # what ran, for messages and reports ("mstgan-x4-gan", not the alias "mstgan")
+    up.name = name  # what ran, for messages and reports ("mstgan-x4-lossy", not the alias "mstgan")
     return up
 
 
