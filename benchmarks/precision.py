@@ -16,6 +16,9 @@ the CPU; fp16 and TensorRT where a CUDA GPU is present):
   s/frame" the median process CPU time of a push; "start s" the time to the first output of a
   fresh upscaler (building/compiling its stages; Inductor's on-disk cache shortens later runs).
   Speed-up = fp32 eager s/frame / this s/frame.
+- ``--baseline CHECKPOINT``: another model's fp32 eager timed in the same rounds (a speed budget
+  set by another model, e.g. a larger model's int8 against the shipped model's fp32 eager); its
+  row gives "vs baseline" = baseline s/frame / this s/frame for every row.
 - ``--int8-fp32-activations-too``: int8 again with ``RuntimeTuning(int8_bf16=False)`` (fp32 between the
   int8 convolutions, as before ``compress.int8.bf16_activations``), side by side.
 
@@ -89,6 +92,7 @@ def configs(cuda: bool) -> list[tuple[str, str, str]]:
 
 
 F32ACT = "fp32 activations"  # the variant of --int8-fp32-activations-too
+BASELINE = "baseline"  # the row of --baseline
 
 
 def tuning(variant: str) -> RuntimeTuning:
@@ -146,6 +150,7 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated precision-backend pairs, e.g. fp32-eager,int8-compile")
     ap.add_argument("--int8-fp32-activations-too", action="store_true",
                     help="also int8 with RuntimeTuning(int8_bf16=False) (fp32 between the int8 convolutions)")
+    ap.add_argument("--baseline", help="another checkpoint, timed in fp32 eager in the same rounds")
     ap.add_argument("--sidecar", type=Path, help="write the int8 calibration here (e.g. weights/mstgan-x4.int8.json)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
@@ -181,6 +186,10 @@ def main() -> None:
             ups[(device, precision, backend, variant)] = ModelUpscaler(
                 copy.deepcopy(base), device=device, precision=precision, backend=backend, int8_qparams=sidecar,
                 tuning=tuning(variant))
+    if args.baseline:
+        other, _ = load_generator(Path(args.baseline))
+        ups[("cpu", "fp32", "eager", BASELINE)] = ModelUpscaler(other, device="cpu", precision="fp32",
+                                                               backend="eager", tuning=tuning(""))
     speeds = interleaved_speed(ups, speed_frames, args.rounds)
     rows = []
     for (device, precision, backend, variant), up in ups.items():
@@ -198,21 +207,28 @@ def main() -> None:
         r["delta_db"] = r["psnr_y"] - ref["psnr_y"]
         r["speedup"] = ref["s_per_frame"] / r["s_per_frame"]
         r["cpu_speedup"] = ref["cpu_s_per_frame"] / r["cpu_s_per_frame"]
+    base_row = next((r for r in rows if r["variant"] == BASELINE), None)
+    for r in rows:
+        if base_row:
+            r["vs_baseline"] = base_row["s_per_frame"] / r["s_per_frame"]
     meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads",
             "model": label, "clips": [c.name for c in clips], "frames": f"{args.skip}..{args.skip + args.frames - 1}",
-            "speed_size": args.speed_size, "int8_calibration_s": round(calib_s, 1),
+            "baseline": args.baseline, "speed_size": args.speed_size, "int8_calibration_s": round(calib_s, 1),
             "loadavg": os.getloadavg()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "precision.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [f"Model {label}; PSNR-Y on {', '.join(meta['clips'])} (frames {meta['frames']}, x{s}, crop {s}); "
-             f"speed at {args.speed_size} LR, batch 1, {args.threads} threads; {meta['date']}.", "",
-             "| device | precision | backend | PSNR-Y dB | Δ vs fp32 dB | s/frame | speed-up | CPU s/frame | start s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"speed at {args.speed_size} LR, batch 1, {args.threads} threads; {meta['date']}; "
+             f"{meta['machine']}." + (f" Baseline: {args.baseline} (its PSNR-Y on the same frames)." if base_row else ""), "",
+             "| device | precision | backend | PSNR-Y dB | Δ vs fp32 dB | s/frame | speed-up | CPU s/frame | start s |"
+             + (" vs baseline |" if base_row else ""),
+             "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if base_row else "")]
     for r in rows:
         backend = f"{r['backend']} ({r['variant']})" if r["variant"] else r["backend"]
         lines.append(f"| {r['device']} | {r['precision']} | {backend} | {r['psnr_y']:.3f} | {r['delta_db']:+.3f} | "
-                     f"{r['s_per_frame']:.3f} | {r['speedup']:.2f}x | {r['cpu_s_per_frame']:.3f} | {r['start_s']:.0f} |")
+                     f"{r['s_per_frame']:.3f} | {r['speedup']:.2f}x | {r['cpu_s_per_frame']:.3f} | {r['start_s']:.0f} |"
+                     + (f" {r['vs_baseline']:.2f}x |" if base_row else ""))
     text = "\n".join(lines)
     (args.out / "precision.md").write_text(text + "\n")
     print(text)
