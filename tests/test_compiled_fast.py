@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from mstgan_cli.compress import int8
@@ -59,6 +60,9 @@ def test_compile_backend_package_matches_eager(tmp_path: Path) -> None:
             _assert_close_pyramids(runner(x), encode(x), atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.skipif(not int8.vnni_available(),
+                    reason="no VNNI: oneDNN adds u8 x s8 products pairwise in 16 bits, which saturates on "
+                           "these random frames (benchmarks/int8_saturation.py; RESULTS.md, 2026-12-07)")
 def test_int8_package_matches_its_graph_and_stays_near_fp32(tmp_path: Path) -> None:
     """As a run builds it: bf16 between the int8 convolutions where the CPU computes in bf16."""
     model = _model()
@@ -78,36 +82,34 @@ def test_int8_package_matches_its_graph_and_stays_near_fp32(tmp_path: Path) -> N
             x = _frames(n, h, w)
             got, eager_int8, ref = runner(x), graph(x), fp32(x)
             # the compiled int8 graph computes what the converted graph says (one quantisation
-            # step of slack: fused kernels round in another order; twice that where activations
-            # have 7 bits, without VNNI) ...
-            slack = 2 if int8.vnni_available() else 4
+            # step of slack: fused kernels round in another order) ...
             for g, e in zip(got, eager_int8):
                 step = (e.abs().max() / 127).item()
-                assert (g - e).abs().max() <= slack * step + 1e-4
+                assert (g - e).abs().max() <= 2 * step + 1e-4
                 assert (g - e).abs().mean() <= 0.1 * step
             # ... and stays near fp32
             for g, r in zip(got, ref):
                 assert (g - r).abs().mean() < 0.03 * r.abs().mean() + 1e-3
 
 
-def test_without_vnni_activations_take_7_bits_over_the_same_range(monkeypatch) -> None:
-    """CPUs without VNNI add u8 x s8 products pairwise in 16 bits, which saturates at full 8-bit
-    activations (on an AVX2 CPU a compiled int8 stage was 7-20x further from fp32 than its eager
-    graph); there the activations are quantised to 0..127 over the same calibrated range."""
-    monkeypatch.setattr(int8, "vnni_available", lambda: False)
+def test_narrowed_activations_take_7_bits_over_the_same_range() -> None:
+    """int8.convert(narrow=True), the measured alternative for CPUs without VNNI: activations
+    quantised to 0..127 over the same calibrated range, still near fp32."""
     model = _model()
     prepared = int8.prepare(model, ["encode"])
     int8.calibrate(prepared, model, [list(_frames(4, 32, 48))])
     before = {n: [float(t.reshape(-1)[0]) for t in o.calculate_qparams()]
               for n, o in int8._observers(prepared["encode"], False).items()}
-    graph = int8.convert(prepared)["encode"]
+    graph = int8.convert(prepared, narrow=True)["encode"]
     qd = torch.ops.quantized_decomposed
     quants = [n for n in graph.graph.nodes if n.target is qd.quantize_per_tensor.default]
     assert quants and all(n.args[3:5] == (0, 127) for n in quants)
-    for n, o in int8._observers(prepared["encode"], False).items():
-        scale, zp = (float(t.reshape(-1)[0]) for t in o.calculate_qparams())
-        s0, z0 = before[n]
-        assert scale == pytest.approx(s0 * 255 / 127) and abs(zp - z0 * 127 / 255) <= 0.5
+    # every activation keeps its calibrated real range: scale x 255/127, zero point x 127/255
+    wanted = sorted((s0 * 255 / 127, z0 * 127 / 255) for s0, z0 in before.values())
+    got = sorted((float(n.args[1]), int(n.args[2])) for n in quants)
+    assert len(set(got)) == len(set((round(a, 9), round(b)) for a, b in wanted)) > 0
+    for scale, zp in got:
+        assert any(scale == pytest.approx(a) and abs(zp - b) <= 0.5 for a, b in wanted)
     with torch.no_grad():
         x = _frames(1, 40, 56)
         for g, r in zip(graph(x), part_modules(model)["encode"](x)):

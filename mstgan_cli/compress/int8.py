@@ -193,12 +193,14 @@ def calibrate(prepared: dict[str, torch.fx.GraphModule], model: MSTGANGenerator,
     return seen
 
 
-def convert(prepared: dict[str, torch.fx.GraphModule], bf16: bool = True) -> dict[str, torch.fx.GraphModule]:
+def convert(prepared: dict[str, torch.fx.GraphModule], bf16: bool = True,
+            narrow: bool = False) -> dict[str, torch.fx.GraphModule]:
     """The int8 graphs of calibrated `prepared` ones; `bf16`: let :func:`bf16_activations` apply
-    where the CPU computes in bf16 (:func:`bf16_activations_enabled`)."""
+    where the CPU computes in bf16 (:func:`bf16_activations_enabled`); `narrow`: activations in
+    7 bits (:func:`narrow_activation_ranges`; measured, not used by runs: see there)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    if not vnni_available():
+    if narrow:
         for name, gm in prepared.items():
             log.debug("int8: %s: activations in 7 bits (no VNNI): %d", name, narrow_activation_ranges(gm))
     out = {k: convert_pt2e(gm) for k, gm in prepared.items()}
@@ -230,10 +232,12 @@ def narrow_activation_ranges(gm: torch.fx.GraphModule) -> int:
     """Quantise the activations of a calibrated graph to 0..127 instead of 0..255 (the X86
     quantizer's ``reduce_range``), over the same real range: where there is no VNNI
     (:func:`vnni_available`) a pair of products then fits in 16 bits (127 * 128 * 2 <= 32767).
-    One bit of activation precision for results that are right: at full range, some pixels of a
-    compiled int8 stage came out 20 quantisation steps off on an AVX2 CPU. The stored calibrations
-    stay in the 0..255 form whatever the CPU, so one file serves every machine. Returns the
-    observers changed."""
+    Measured on an AVX2-only CPU (``benchmarks/int8_saturation.py``, benchmarks/RESULTS.md): on
+    random frames through a random model it removes the saturation (a compiled stage 7-20x further
+    from fp32 than its graph at full range), but on the shipped network and real frames full range
+    loses 0.026 dB against fp32 and 7 bits 0.107 dB: the saturated sums are rare there, the lost bit
+    is everywhere. So runs keep full range on every CPU; this stays for the measurement. Returns
+    the observers changed."""
     changed = 0
     for o in _observers(gm, False).values():
         if getattr(o, "quant_max", None) != 255 or getattr(o, "quant_min", None) != 0:

@@ -71,15 +71,11 @@ def code_digest() -> str:
 def package_facts(digest: str, precision: str, extra: dict | None = None, gather_warps: bool = True) -> dict:
     """What a package depends on: the weights, the precision (and for int8 the calibration),
     the model's code, the shapes it takes, how warps are traced (`gather_warps`, a measurement
-    switch), the torch build and the CPU's instruction set (for int8, whether it has VNNI: the
-    activations' range depends on it)."""
-    from ...compress import int8
-
+    switch), the torch build and the CPU's instruction set."""
     return {"format": FORMAT, "model": digest, "precision": precision, "code": code_digest(),
             "max_batch": MAX_BATCH, "max_side": MAX_SIDE, "warps": "gather" if gather_warps else "grid_sample",
             "torch": torch.__version__, "isa": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine(), **({"int8_vnni": int8.vnni_available()} if precision == "int8" else {}),
-            **(extra or {})}
+            "machine": platform.machine(), **(extra or {})}
 
 
 def _hash(facts: dict) -> str:
