@@ -208,8 +208,8 @@ def main() -> None:
         r["speedup"] = ref["s_per_frame"] / r["s_per_frame"]
         r["cpu_speedup"] = ref["cpu_s_per_frame"] / r["cpu_s_per_frame"]
     base_row = next((r for r in rows if r["variant"] == BASELINE), None)
-    for r in rows:
-        if base_row:
+    if base_row:
+        for r in rows:
             r["vs_baseline"] = base_row["s_per_frame"] / r["s_per_frame"]
     meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads",

@@ -33,6 +33,15 @@ def _frames(n: int, h: int, w: int) -> torch.Tensor:
     return torch.rand(n, 3, h, w, generator=g).contiguous(memory_format=torch.channels_last)
 
 
+def min_max_ranges(prepared: dict) -> None:
+    """Give calibrated observers plain min/max ranges (the histogram search takes seconds each)."""
+    for gm in prepared.values():
+        for o in int8._observers(gm, False).values():
+            lo, hi = min(float(o.min_val), 0.0), max(float(o.max_val), 0.0)
+            scale = max(hi - lo, 1e-8) / 255
+            o.calculate_qparams = lambda s=scale, z=int(round(-lo / scale)): int8._stored(s, z)
+
+
 def _build(module: torch.nn.Module, model: MSTGANGenerator, path: Path):
     """The encode stage as a package, as aot.aot_parts builds it (traced at batch 2, 32x48,
     dynamic up to batch 4 and 64 pixels a side), and loaded as a run loads it."""
@@ -69,11 +78,7 @@ def test_int8_package_matches_its_graph_and_stays_near_fp32(tmp_path: Path) -> N
     prepared = int8.prepare(model, ["encode"])
     calibration = [list(_frames(4, 32, 48))]
     assert int8.calibrate(prepared, model, calibration) == 4
-    for gm in prepared.values():  # plain min/max ranges (the histogram search takes seconds each)
-        for o in int8._observers(gm, False).values():
-            lo, hi = min(float(o.min_val), 0.0), max(float(o.max_val), 0.0)
-            scale = max(hi - lo, 1e-8) / 255
-            o.calculate_qparams = lambda s=scale, z=int(round(-lo / scale)): int8._stored(s, z)
+    min_max_ranges(prepared)
     graph = int8.convert(prepared)["encode"]
     runner = _build(graph, model, tmp_path / "encode-int8.pt2")
     fp32 = part_modules(model)["encode"]

@@ -202,7 +202,7 @@ def convert(prepared: dict[str, torch.fx.GraphModule], bf16: bool = True,
 
     if narrow:
         for name, gm in prepared.items():
-            log.debug("int8: %s: activations in 7 bits (no VNNI): %d", name, narrow_activation_ranges(gm))
+            log.debug("int8: %s: activations in 7 bits: %d", name, narrow_activation_ranges(gm))
     out = {k: convert_pt2e(gm) for k, gm in prepared.items()}
     for name, gm in out.items():
         log.debug("int8: %s: quantised before concatenating: %s", name, ", ".join(quantize_cat_parts(gm)) or "nothing")
@@ -234,7 +234,7 @@ def narrow_activation_ranges(gm: torch.fx.GraphModule) -> int:
     (:func:`vnni_available`) a pair of products then fits in 16 bits (127 * 128 * 2 <= 32767).
     Measured on an AVX2-only CPU (``benchmarks/int8_saturation.py``, benchmarks/RESULTS.md): on
     random frames through a random model it removes the saturation (a compiled stage 7-20x further
-    from fp32 than its graph at full range), but on the shipped network and real frames full range
+    from fp32 than its graph at full range), but on a trained network and real frames full range
     loses 0.026 dB against fp32 and 7 bits 0.107 dB: the saturated sums are rare there, the lost bit
     is everywhere. So runs keep full range on every CPU; this stays for the measurement. Returns
     the observers changed."""
