@@ -498,3 +498,37 @@ def test_a_deeper_trunk_grown_from_a_run_starts_where_it_left_off(data, tmp_path
     rec = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"val"' in line][-1]
     assert rec["val"]["psnr_y"] == pytest.approx(ck["val"]["psnr_y"], abs=1e-3)
     assert torch.load(run / "best.pt", weights_only=True)["config"]["trunk_blocks"] == 3
+
+
+def test_held_fidelity_ranks_by_lpips_only_among_checkpoints_that_keep_psnr_and_stability():
+    from mstgan_cli.train.fidelity import held_fidelity_score
+    ref = {"psnr_y": 30.0, "lpips": 0.30, "tof": 0.2, "tlp100": 1.0, "gain_a": 1.0, "gain_b": -0.05}
+    ok = {**ref, "psnr_y": 29.97, "lpips": 0.25}                 # 0.03 dB lost, within the slack
+    sharper_but_lossy = {**ref, "psnr_y": 29.90, "lpips": 0.10}  # 0.10 dB lost
+    clip_falls = {**ref, "psnr_y": 30.1, "lpips": 0.20, "gain_b": -0.2}  # 0.15 below bicubic's, reference -0.05
+    flickers = {**ref, "lpips": 0.20, "tof": 0.25}
+    s = {n: held_fidelity_score(v, ref, 0.05) for n, v in dict(
+        ref=ref, ok=ok, lossy=sharper_but_lossy, clip=clip_falls, flickers=flickers).items()}
+    assert s["ok"] > s["ref"] > s["flickers"] > s["clip"] and s["flickers"] > s["lossy"]
+    assert s["ok"] == pytest.approx(-0.25)
+    # with more slack the 0.1 dB one is allowed and wins on LPIPS
+    assert held_fidelity_score(sharper_but_lossy, ref, 0.15) > held_fidelity_score(ok, ref, 0.15)
+
+
+def test_stage1_with_a_perceptual_loss_measures_its_start_and_chooses_on_held_fidelity(data, tmp_path):
+    from mstgan_cli.train.fidelity import held_fidelity_score
+    src = train(_cfg(data, tmp_path / "s1", steps=2, val_every=2))
+    run = train(_cfg(data, tmp_path / "per", steps=4, val_every=2, init=str(src / "best.pt"),
+                     w_perceptual=0.05, vgg_layers="relu1_2", psnr_slack=0.5))
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    ref = next(r["reference"] for r in recs if "reference" in r)
+    vals = [r for r in recs if "val" in r]
+    assert [r["step"] for r in vals] == [2, 4] and all("lpips" in r["val"] and "tof" in r["val"] for r in vals)
+    scores = [held_fidelity_score(r["val"], ref, 0.5) for r in vals]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["step"] == vals[int(np.argmax(scores))]["step"]
+    # the reference survives a resume (it is not measured again)
+    train(_cfg(data, tmp_path / "per", steps=6, val_every=2, init=str(src / "best.pt"),
+               w_perceptual=0.05, vgg_layers="relu1_2", psnr_slack=0.5))
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum("reference" in r for r in recs) == 1

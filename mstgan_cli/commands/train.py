@@ -65,6 +65,12 @@ def train_cmd(
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (best.pt/last.pt of another run).")] = None,
     perceptual: Annotated[float, typer.Option(help="Weight of the VGG16 perceptual loss.")] = 0.0,
     vgg_layers: Annotated[str, typer.Option(help="VGG16 feature maps of the perceptual loss.")] = "relu1_2,relu2_2,relu3_3",
+    perceptual_crop: Annotated[int, typer.Option(
+        help="The perceptual loss sees one random window this many HR pixels square of each output patch "
+             "(0: all of it); VGG16 on a whole patch costs several times the generator.")] = 0,
+    psnr_slack: Annotated[float, typer.Option(
+        help="Stage 1 with --perceptual: best.pt is the checkpoint with the lowest val LPIPS among those whose "
+             "val PSNR-Y is at most this many dB below the starting weights' (and no less stable in time).")] = 0.05,
     adv: Annotated[float, typer.Option(help="Stage 2: weight of the adversarial (hinge) loss.")] = 0.005,
     temporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss (consecutive-frame "
                                                  "change must match the ground truth's).")] = 0.5,
@@ -127,7 +133,7 @@ def train_cmd(
                       degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, true_flow=true_flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
-                      vgg_layers=vgg_layers, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
+                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))

@@ -31,6 +31,10 @@ class TrainConfig:
                                  # of the predicted flow (teacher-forced alignment)
     w_perceptual: float = 0.0
     vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
+    perceptual_crop: int = 0     # the perceptual loss sees one random window this size (HR pixels) of
+                                 # every output patch (0: the whole patch)
+    psnr_slack: float = 0.05     # stage 1 with a perceptual loss: checkpoints are chosen on LPIPS among
+                                 # those whose val PSNR-Y is at most this far below the starting weights'
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame

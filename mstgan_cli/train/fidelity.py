@@ -17,6 +17,11 @@ class FidelityPhase:
         self.model, self.cfg = model, cfg
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
+        if self.perceptual is not None:
+            # a perceptual loss trades some PSNR for sharpness, so checkpoints are no longer chosen
+            # on PSNR: the training loop measures the starting weights here once (LPIPS, tOF, tLP)
+            # and :meth:`score` ranks by LPIPS among checkpoints that keep their fidelity
+            self.reference: dict | None = None
 
     def set_lr(self, lr: float) -> None:
         for gr in self.opt.param_groups:
@@ -46,7 +51,7 @@ class FidelityPhase:
             loss = loss + cfg.w_flow * l_flow
             parts["flow"] = l_flow.item()
         if self.perceptual is not None:
-            l_per = self.perceptual(sr, hr)
+            l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr, hr))
             loss = loss + cfg.w_perceptual * l_per
             parts["perceptual"] = l_per.item()
         return loss, parts, sr
@@ -70,12 +75,42 @@ class FidelityPhase:
         """Called once the weights are loaded (resumed or --init), before the first step."""
 
     def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict()}
+        return {"opt": self.opt.state_dict(), **({"reference": self.reference} if hasattr(self, "reference") else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
+        if hasattr(self, "reference"):
+            self.reference = state.get("reference")
 
-    @staticmethod
-    def score(v: dict) -> float:
-        """Higher is better: validation PSNR-Y."""
-        return v["psnr_y"]
+    def score(self, v: dict) -> float:
+        """Higher is better: validation PSNR-Y; with a perceptual loss, :func:`held_fidelity_score`."""
+        ref = getattr(self, "reference", None)
+        if ref is None or "lpips" not in v:
+            return v["psnr_y"]
+        return held_fidelity_score(v, ref, self.cfg.psnr_slack)
+
+
+def _crop(size: int, *xs: torch.Tensor) -> list[torch.Tensor]:
+    """The same random size x size window of each (B, C, H, W) tensor (all of them if size is 0 or
+    not smaller): the VGG16 of the perceptual loss costs several times the generator on a whole
+    patch, and a window per batch keeps every sample in the loss."""
+    h, w = xs[0].shape[-2:]
+    if not size or (size >= h and size >= w):
+        return list(xs)
+    ch, cw = min(size, h), min(size, w)
+    y, x = (int(torch.randint(0, n - c + 1, ())) for n, c in ((h, ch), (w, cw)))
+    return [t[..., y:y + ch, x:x + cw] for t in xs]
+
+
+def held_fidelity_score(v: dict, ref: dict, slack: float) -> float:
+    """Higher is better: minus LPIPS, for a checkpoint that keeps the fidelity of the starting
+    weights ``ref``: mean PSNR-Y at most ``slack`` dB below theirs, no clip's gain over bicubic more
+    than 0.1 dB below min(0, theirs), tOF and tLP no higher. Checkpoints that break the PSNR rules
+    rank below every one that keeps them (graded by the dB lost), then those that break the temporal
+    ones (graded by how far they overshoot), so a sharper picture is never bought with fidelity or
+    flicker."""
+    lost = max(0.0, ref["psnr_y"] - slack - v["psnr_y"])
+    lost += sum(max(0.0, min(0.0, ref[k]) - 0.1 - val) for k, val in v.items()
+                if k.startswith("gain_") and k in ref)
+    over = sum(max(0.0, v[k] / ref[k] - 1.0) for k in ("tof", "tlp100") if k in v and ref.get(k))
+    return -v["lpips"] - ((10.0 + lost) if lost > 0 else 0.0) - ((1.0 + over) if over > 0 else 0.0)

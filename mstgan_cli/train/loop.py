@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                                               prefix="test_", pans=True)]
         val_names = [name for name, _, _ in val_clips]
 
-        def measure(m, clips, lpips: bool = cfg.stage != 1):
+        def measure(m, clips, lpips: bool = cfg.stage != 1 or cfg.w_perceptual > 0):
             return validate(m, clips, cfg.val_frames, device, lpips=lpips)
     step, best, rescored = 0, None, None
     last = out / "last.pt"
@@ -254,7 +254,8 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
           "settings": {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES},
           **({"rescored_best": rescored} if rescored else {})})
     if hasattr(phase, "reference") and phase.reference is None:
-        # stage 2: measure the starting weights once; checkpoints must not be less stable in time
+        # stage 2, or stage 1 with a perceptual loss: measure the starting weights once; checkpoints
+        # must not be less stable in time (nor, in stage 1, less faithful)
         phase.reference = validate(phase.eval_model(), val_clips, cfg.val_frames, device, lpips=True)
         emit({"step": step, "reference": phase.reference})
     stop = _StopFlag()
