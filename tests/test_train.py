@@ -525,6 +525,7 @@ def test_stage1_with_a_perceptual_loss_measures_its_start_and_chooses_on_held_fi
     vals = [r for r in recs if "val" in r]
     assert [r["step"] for r in vals] == [2, 4] and all("lpips" in r["val"] and "tof" in r["val"] for r in vals)
     scores = [held_fidelity_score(r["val"], ref, 0.5) for r in vals]
+    assert [r["score"] for r in vals] == pytest.approx(scores)  # logged, so a log says what was chosen and why
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["step"] == vals[int(np.argmax(scores))]["step"]
     # the reference survives a resume (it is not measured again)

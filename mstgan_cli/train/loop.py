@@ -285,7 +285,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                 atomic_save({"config": gcfg.to_dict(), "state_dict": phase.eval_model().state_dict(),
                              "step": step, "val": v},
                             out / "best.pt")
-            rec = {"step": step, "val": v, "best": is_best}
+            rec = {"step": step, "val": v, "best": is_best, "score": score}
             if test_clips:  # logged only: nothing is chosen on it
                 rec["test"] = measure(phase.eval_model(), test_clips)
             emit(rec)
