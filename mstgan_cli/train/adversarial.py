@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..model.discriminator import SpatioTemporalDiscriminator, upscale_flow
 from ..model.generator import MSTGANGenerator
 from .config import TrainConfig
-from .fidelity import FidelityPhase
+from .fidelity import FidelityPhase, temporal_overshoot
 from .losses import PerceptualLoss, charbonnier, flow_losses
 
 
@@ -183,8 +183,5 @@ class AdversarialPhase(FidelityPhase):
         tOF or tLP is worse than the starting weights' (the fidelity model's), rank below every
         checkpoint that does neither, graded by how far they overshoot."""
         worse = any(val < 0 for k, val in v.items() if k.startswith("gain_"))
-        over = 0.0
-        if self.reference is not None:
-            over = sum(max(0.0, v[k] / self.reference[k] - 1.0) for k in ("tof", "tlp100")
-                       if k in v and self.reference.get(k))
+        over = temporal_overshoot(v, self.reference) if self.reference is not None else 0.0
         return -v["lpips"] - (10.0 if worse else 0.0) - ((1.0 + over) if over > 0 else 0.0)

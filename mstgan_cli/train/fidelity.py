@@ -102,6 +102,12 @@ def _crop(size: int, *xs: torch.Tensor) -> list[torch.Tensor]:
     return [t[..., y:y + ch, x:x + cw] for t in xs]
 
 
+def temporal_overshoot(v: dict, ref: dict) -> float:
+    """How far a checkpoint's tOF and tLP exceed the starting weights' ``ref``, as summed relative
+    excess (0 when neither is higher)."""
+    return sum(max(0.0, v[k] / ref[k] - 1.0) for k in ("tof", "tlp100") if k in v and ref.get(k))
+
+
 def held_fidelity_score(v: dict, ref: dict, slack: float) -> float:
     """Higher is better: minus LPIPS, for a checkpoint that keeps the fidelity of the starting
     weights ``ref``: mean PSNR-Y at most ``slack`` dB below theirs, no clip's gain over bicubic more
@@ -112,5 +118,5 @@ def held_fidelity_score(v: dict, ref: dict, slack: float) -> float:
     lost = max(0.0, ref["psnr_y"] - slack - v["psnr_y"])
     lost += sum(max(0.0, min(0.0, ref[k]) - 0.1 - val) for k, val in v.items()
                 if k.startswith("gain_") and k in ref)
-    over = sum(max(0.0, v[k] / ref[k] - 1.0) for k in ("tof", "tlp100") if k in v and ref.get(k))
+    over = temporal_overshoot(v, ref)
     return -v["lpips"] - ((10.0 + lost) if lost > 0 else 0.0) - ((1.0 + over) if over > 0 else 0.0)
