@@ -59,11 +59,12 @@ def _cfg(data, out, **kw):
 def test_sampler_windows(data):
     src = Sources.load(data / "train")
     s = WindowSampler(src, scale=2, window=5, patch=16, seed=0)
-    lr, hr, flow, weight = s.batch(6)
+    lr, hr, flow, weight, strength = s.batch(6)
     assert lr.shape == (6, 5, 3, 16, 16) and hr.shape == (6, 5, 3, 32, 32)
     assert flow.shape == (6, 5, 2, 16, 16) and weight.shape == (6, 5, 1, 16, 16)
     assert 0 <= float(lr.min()) and float(lr.max()) <= 1
     torch.testing.assert_close(lr, downscale(hr, 2))
+    assert strength.tolist() == [0.0] * 6  # clean bicubic
     # consecutive frames differ (there is motion) but are not unrelated
     d = (hr[:, 1:] - hr[:, :-1]).abs().mean()
     assert 0.001 < float(d) < 0.3
@@ -236,8 +237,8 @@ def test_true_flow_aligns_the_photo_windows_with_the_known_motion(data):
     torch.manual_seed(0)
     model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY)).eval()
     src = Sources.load(data / "train")
-    lr, hr, flow, weight = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=0.0).batch(3)
-    vlr, vhr, vflow, vweight = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=1.0).batch(2)
+    lr, hr, flow, weight, _ = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=0.0).batch(3)
+    vlr, vhr, vflow, vweight, _ = WindowSampler(src, 2, 3, 16, seed=0, video_fraction=1.0).batch(2)
     centre = lambda x: x[:, 1]
 
     def sr_with(true_flow, *b):
@@ -533,3 +534,69 @@ def test_stage1_with_a_perceptual_loss_measures_its_start_and_chooses_on_held_fi
                w_perceptual=0.05, vgg_layers="relu1_2", psnr_slack=0.5))
     recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert sum("reference" in r for r in recs) == 1
+
+
+def test_compression_strength_is_one_scale_for_every_codec():
+    from mstgan_cli.train.degrade import compression_strength as cs
+
+    assert cs({"kind": "clean"}) == 0.0 and cs({"kind": "mixed", "blur": 1.0}) == 0.0
+    h264 = [cs({"kind": "h264", "crf": c}) for c in (16, 23, 28, 34)]
+    assert 0.1 < h264[0] < h264[1] < h264[2] < h264[3] <= 1.0
+    assert cs({"kind": "mixed", "codec": "h264", "crf": 23}) == h264[1]
+    mpeg2 = [cs({"codec": "mpeg2", "q": q}) for q in (2, 6, 11)]
+    jpeg = [cs({"codec": "jpeg", "q": q}) for q in (95, 60, 30)]
+    assert 0 < mpeg2[0] < mpeg2[1] < mpeg2[2] <= 1 and 0 < jpeg[0] < jpeg[1] < jpeg[2] <= 1
+    # transparent settings of each codec sit near one another, the worst ones too
+    assert max(h264[0], mpeg2[0], jpeg[0]) < 0.2 and min(h264[3], mpeg2[2], jpeg[2]) > 0.85
+    # the sampler hands the strength of each window with the batch
+    src = Sources([], [_photo(3, (160, 160))], ["a"])
+    only = lambda mix: WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, DegradeConfig.from_dict(mix))).batch(4)
+    assert only({"p_clean": 1.0, "p_h264": 0.0}).strength.tolist() == [0.0] * 4
+    hard = only({"p_clean": 0.0, "p_h264": 1.0, "h264_crf": [30, 34]}).strength
+    assert bool(((hard >= 0.75) & (hard <= 0.95)).all()), hard
+
+
+def test_the_compression_gate_learns_to_see_compression():
+    """Supervised with the known strength, a gate on a tiny model tells clean windows from heavily
+    compressed ones it never trained on, from their pixels alone."""
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.fidelity import FidelityPhase
+
+    torch.manual_seed(0)
+    model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, gate=4, **TINY))
+    src = Sources([], [_photo(3, (256, 256)), _photo(4, (256, 256))], ["a", "b"])
+    mix = DegradeConfig.from_dict({"p_clean": 0.5, "p_h264": 0.5, "h264_crf": [30, 40]})
+    held = WindowSampler(src, 2, 3, 16, seed=1, degrader=Degrader(2, mix)).batch(32)
+    clean = held.strength == 0
+    assert 5 < int(clean.sum()) < 27
+
+    def seen():
+        with torch.no_grad():
+            q = torch.sigmoid(model.gate.logits(held.lr[:, 1])).mean((1, 2, 3))
+        return float(q[clean].mean()), float(q[~clean].mean())
+    before = seen()
+    assert abs(before[0] - before[1]) < 0.05  # an untrained gate sees nothing
+    sampler = WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, mix))
+    phase = FidelityPhase(model, TrainConfig(w_gate=1.0, lr=3e-3), torch.device("cpu"))
+    parts = [phase.step(*sampler.batch(8)) for _ in range(120)]
+    assert "gate" in parts[0]
+    q_clean, q_compressed = seen()
+    assert q_compressed - q_clean > 0.4, (before, (q_clean, q_compressed))
+
+
+def test_a_compression_gate_added_to_trained_weights_starts_where_they_left_off(data, tmp_path):
+    src = train(_cfg(data, tmp_path / "plain", steps=2, val_every=2))
+    ck = torch.load(src / "best.pt", weights_only=True)
+    with pytest.raises(ValueError, match="has none"):
+        train(_cfg(data, tmp_path / "nogate", steps=1, w_gate=0.1, init=str(src / "best.pt")))
+    # at an lr too small to move anything, the gated run validates as its source: the gate's FiLM
+    # starts as the identity; it is supervised (the "gate" loss) and diagnosed per clip
+    run = train(_cfg(data, tmp_path / "gated", steps=1, val_every=1, lr=1e-12, init=str(src / "best.pt"),
+                     generator={**TINY, "gate": 4}, w_gate=0.1, degrade="realworld"))
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    v = [r for r in recs if "val" in r][-1]["val"]
+    assert v["psnr_y"] == pytest.approx(ck["val"]["psnr_y"], abs=1e-3)
+    assert 0.0 < v["gate_pan.mkv"] < 1.0
+    kept = torch.load(run / "best.pt", weights_only=True)
+    assert kept["config"]["gate"] == 4 and "gate.film.2.weight" in kept["state_dict"]
+    assert load_generator(run / "best.pt")[0].gate is not None

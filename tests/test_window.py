@@ -9,9 +9,12 @@ from mstgan_cli.runtime.window import WindowStream
 TINY = dict(feat=8, trunk=8, enc_blocks=1, trunk_blocks=1, detail_blocks=1, flow_levels=3, flow_ch=8)
 
 
-def _model(window=5, scale=2):
+def _model(window=5, scale=2, gate=0):
     torch.manual_seed(0)
-    return MSTGANGenerator(GeneratorConfig(scale=scale, window=window, **TINY)).eval()
+    model = MSTGANGenerator(GeneratorConfig(scale=scale, window=window, gate=gate, **TINY)).eval()
+    if gate:  # a trained gate: its FiLM starts as the identity, which would hide a wrong wiring
+        torch.nn.init.normal_(model.gate.film[-1].weight, std=0.5)
+    return model
 
 
 def _mirror(i, n):
@@ -33,9 +36,9 @@ def _reference(model, frames):
     return out
 
 
-@pytest.mark.parametrize("window,batch", [(5, 1), (5, 3), (7, 2)])
-def test_stream_matches_full_windows(window, batch):
-    model = _model(window)
+@pytest.mark.parametrize("window,batch,gate", [(5, 1, 0), (5, 3, 0), (7, 2, 0), (5, 2, 4)])
+def test_stream_matches_full_windows(window, batch, gate):
+    model = _model(window, gate=gate)
     frames = [torch.rand(3, 16, 24) for _ in range(9)]
     got = list(ModelUpscaler(model, device="cpu", precision="fp32", batch=batch).process(iter(frames)))
     ref = _reference(model, frames)
@@ -66,8 +69,9 @@ def test_cache_is_bounded():
     assert emitted == 40
 
 
-def test_tiles_match_whole_frame_far_from_seams():
-    model = _model(5)
+@pytest.mark.parametrize("gate", [0, 4])
+def test_tiles_match_whole_frame_far_from_seams(gate):
+    model = _model(5, gate=gate)
     frames = [torch.rand(3, 48, 64) for _ in range(4)]
     whole = list(ModelUpscaler(model, device="cpu", precision="fp32").process(frames))
     tiled = list(ModelUpscaler(model, device="cpu", precision="fp32", tile=24).process(frames))

@@ -71,6 +71,10 @@ def train_cmd(
     psnr_slack: Annotated[float, typer.Option(
         help="Stage 1 with --perceptual: best.pt is the checkpoint with the lowest val LPIPS among those whose "
              "val PSNR-Y is at most this many dB below the starting weights' (and no less stable in time).")] = 0.05,
+    gate: Annotated[float, typer.Option(
+        help="Stage 1: weight of the compression gate's supervision (its per-pixel estimate of how hard "
+             "each window was compressed, against the known setting). Needs a generator with a gate, "
+             "e.g. --generator '{\"gate\": 16}'.")] = 0.0,
     adv: Annotated[float, typer.Option(help="Stage 2: weight of the adversarial (hinge) loss.")] = 0.005,
     temporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss (consecutive-frame "
                                                  "change must match the ground truth's).")] = 0.5,
@@ -133,7 +137,7 @@ def train_cmd(
                       degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, true_flow=true_flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
-                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
+                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_gate=gate, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))

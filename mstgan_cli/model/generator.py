@@ -11,6 +11,8 @@ Data flow for one window of T low-resolution frames (centre c):
       -> MSFA: warp each neighbour's pyramid to the centre, refine level by level,
                coarse to fine, into one aligned feature map per frame
       -> temporal aggregation: attention of every aligned frame against the centre, 1x1 fusion
+      -> (optional) compression gate: how compressed the centre frame looks around each pixel,
+               modulating the trunk's input and output (FiLM)
       -> trunk of residual blocks + residual detail-enhancement blocks (depthwise-separable)
       -> pixel-shuffle upsampling, added to a bicubic-interpolated skip of the centre frame
     output (B, 3, s*h, s*w)
@@ -118,6 +120,50 @@ class MSFA(nn.Module):
         return flow_warp(neighbour[0], flows[0]) + corr
 
 
+class CompressionGate(nn.Module):
+    """How compressed the picture looks around each pixel, and what the trunk does about it.
+
+    A clean smooth picture and a compressed one look alike to the trunk's 3x3 receptive field, so
+    a model trained on both smooths faint clean texture as if it were codec noise (and spares
+    codec noise as if it were texture). The gate looks wider: a small convolutional stack on the
+    centre frame, its evidence averaged over about 36 LR pixels around each pixel (block edges,
+    flattened texture, missing grain elsewhere in the neighbourhood), gives a strength in [0, 1]
+    per pixel; a 1x1 network turns it into a per-channel scale and shift (FiLM) of the trunk's
+    input and output. Local, not global, so tiles of one frame agree away from their borders.
+
+    Training may supervise :meth:`logits` with the known compression of each window
+    (``train.degrade.compression_strength``); the FiLM starts as the identity (last layer zeroed),
+    so a gate added to trained weights changes nothing at its first step.
+    """
+
+    POOL = 9  # at 1/4 resolution: 36 LR pixels
+
+    def __init__(self, ch: int, trunk: int) -> None:
+        super().__init__()
+        self.evidence = nn.Sequential(
+            nn.Conv2d(3, ch, 3, 1, 1), act(),
+            nn.Conv2d(ch, ch, 3, 2, 1), act(),
+            nn.Conv2d(ch, ch, 3, 2, 1), act(),
+        )
+        self.to_logit = nn.Conv2d(ch, 1, 1)
+        self.film = nn.Sequential(nn.Conv2d(1, ch, 1), act(), nn.Conv2d(ch, 4 * trunk, 1))
+        nn.init.zeros_(self.film[-1].weight)
+        nn.init.zeros_(self.film[-1].bias)
+
+    def logits(self, lr: torch.Tensor) -> torch.Tensor:
+        """lr (N, 3, h, w) in [0, 1], h and w multiples of 4 -> (N, 1, h/4, w/4) logits of the
+        compression strength."""
+        e = self.evidence(lr - 0.5)
+        e = F.avg_pool2d(e, self.POOL, 1, self.POOL // 2, count_include_pad=False)
+        return self.to_logit(e)
+
+    def forward(self, lr: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """(scale_in, shift_in, scale_out, shift_out), each (N, trunk, *size)."""
+        q = torch.sigmoid(self.logits(lr))
+        q = F.interpolate(q, size=size, mode="bilinear", align_corners=False)
+        return self.film(q).chunk(4, dim=1)
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Shape of the generator. Stored in every checkpoint; capabilities follow from it."""
@@ -132,6 +178,7 @@ class GeneratorConfig:
     flow_levels: int = 4    # pyramid levels of the flow network
     flow_ch: int = 16       # width of the flow network
     flow_kernel: int = 3    # kernel side of the flow network's convolutions (odd; SPyNet uses 7)
+    gate: int = 0           # width of the compression gate (CompressionGate; 0: none)
     # inner widths of each residual block after structured pruning (`mstgan prune`);
     # empty: every block is as wide as its stream (feat for the encoder, trunk for the trunk)
     enc_mid: tuple[int, ...] = ()
@@ -167,6 +214,8 @@ class GeneratorConfig:
                 del d[name]
         if d["flow_kernel"] == 3:
             del d["flow_kernel"]
+        if not d["gate"]:
+            del d["gate"]
         return d
 
 
@@ -196,6 +245,7 @@ class MSTGANGenerator(nn.Module):
         self.trunk = nn.Sequential(*[ResBlock(t, m) for m in config.mids("trunk")])
         self.detail = nn.Sequential(*[DetailBlock(t, m) for m in config.mids("detail")])
         self.trunk_out = nn.Conv2d(t, t, 3, 1, 1)
+        self.gate = CompressionGate(config.gate, t) if config.gate else None
         self.up = nn.Conv2d(t, 3 * config.scale**2, 3, 1, 1)
         self.skip = BicubicPhases(config.scale)
         self.act = act()
@@ -260,7 +310,12 @@ class MSTGANGenerator(nn.Module):
         weighted = list((aligned.unflatten(0, (k, n)) * corr).unbind(0))
         weighted.insert(c, centre[0])
         fused = self.act(self.fuse(torch.cat(weighted, dim=1)))  # (N, trunk, h, w)
+        if self.gate is not None:
+            g_in, b_in, g_out, b_out = self.gate(centre_lr.to(fused.dtype), fused.shape[-2:])
+            fused = fused * (1.0 + g_in) + b_in
         x = self.detail(self.trunk(fused))
+        if self.gate is not None:
+            x = x * (1.0 + g_out) + b_out
         x = self.trunk_out(x) + fused
         # the bicubic skip is added before the pixel shuffle, as its s*s sub-pixel phases, in the
         # centre frame's dtype: a runtime that keeps the 8-bit input frames in fp32 gets an fp32

@@ -91,8 +91,9 @@ class AdversarialPhase(FidelityPhase):
             gr["lr"] = lr
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-             flow_weight: torch.Tensor | None = None) -> dict:
-        """One step of both networks; the known motion of the batch is not used in this stage."""
+             flow_weight: torch.Tensor | None = None, strength: torch.Tensor | None = None) -> dict:
+        """One step of both networks; the known motion and compression of the batch are not used in
+        this stage."""
         cfg, g = self.cfg, self.model
         b, n = lr.shape[:2]
         t = n - 2

@@ -35,6 +35,8 @@ class TrainConfig:
                                  # every output patch (0: the whole patch)
     psnr_slack: float = 0.05     # stage 1 with a perceptual loss: checkpoints are chosen on LPIPS among
                                  # those whose val PSNR-Y is at most this far below the starting weights'
+    w_gate: float = 0.0          # stage 1: supervision of the generator's compression gate (its
+                                 # estimate of each window's compression against the known one)
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.blocks import flow_warp
-from .degrade import Degrader, compress_video, downscale
+from .degrade import Degrader, compress_video, compression_strength, downscale
 
 log = logging.getLogger("mstgan_cli")
 
@@ -97,12 +97,14 @@ class Batch(NamedTuple):
     """lr (B, T, 3, p, p), hr (B, T, 3, s*p, s*p) in [0, 1]; flow (B, T, 2, p, p): the true motion
     from the centre frame to every frame in LR pixels (``flow_warp(lr[:, i], flow[:, i]) ~ lr[:, c]``),
     where known; flow_weight (B, T, 1, p, p): 1 where it is known (photo windows, away from the edges
-    of moving objects and of the picture), else 0."""
+    of moving objects and of the picture), else 0; strength (B,): how hard each window's LR was
+    compressed (``degrade.compression_strength``; 0 for clean bicubic)."""
 
     lr: torch.Tensor
     hr: torch.Tensor
     flow: torch.Tensor
     flow_weight: torch.Tensor
+    strength: torch.Tensor
 
 
 class WindowSampler:
@@ -132,7 +134,7 @@ class WindowSampler:
         self.rng.bit_generator.state = state["bit_generator"]
 
     def batch(self, size: int) -> Batch:
-        hrs, flows, weights, lrs = [], [], [], []
+        hrs, flows, weights, lrs, strengths = [], [], [], [], []
         p, t = self.patch, self.window
         for _ in range(size):
             hr, flow, weight = self._textured_window()
@@ -141,8 +143,14 @@ class WindowSampler:
                 flow, weight = torch.zeros(t, 2, p, p), torch.zeros(t, 1, p, p)
             flows.append(flow)
             weights.append(weight)
-            lrs.append(downscale(hr, self.scale) if self.degrader is None else self.degrader(hr, self.rng)[0])
-        return Batch(torch.stack(lrs), torch.stack(hrs), torch.stack(flows), torch.stack(weights))
+            if self.degrader is None:
+                lr, info = downscale(hr, self.scale), {"kind": "clean"}
+            else:
+                lr, info = self.degrader(hr, self.rng)
+            lrs.append(lr)
+            strengths.append(compression_strength(info))
+        return Batch(torch.stack(lrs), torch.stack(hrs), torch.stack(flows), torch.stack(weights),
+                     torch.tensor(strengths, dtype=torch.float32))
 
     def _textured_window(self, tries: int = 4):
         """Flat patches (sky, walls) teach little: redraw most of them, keep a few."""

@@ -231,6 +231,21 @@ def compress(x: torch.Tensor, codec: str, rng: np.random.Generator) -> tuple[tor
     return compress_video(x, codec, crf), {"codec": codec, "crf": crf}
 
 
+def compression_strength(info: dict) -> float:
+    """How hard a window's LR was compressed, on one rough scale for all codecs: 0 for none (clean,
+    or a mixed window that skipped the encoder), about 0.2 for visually transparent settings (x264
+    CRF 16, MPEG-2 qscale 3, JPEG 85), 0.5 for typical files (CRF 24), near 1 for the worst the
+    sampler draws (CRF 34, qscale 11, JPEG 30). The target of the compression gate's supervision
+    (``model.generator.CompressionGate``)."""
+    if "crf" in info:
+        return float(min(1.0, max(0.0, (info["crf"] - 12) / 24)))
+    if info.get("codec") == "mpeg2":
+        return float(min(1.0, max(0.0, (info["q"] - 1) / 11)))
+    if info.get("codec") == "jpeg":
+        return float(min(1.0, max(0.0, (100 - info["q"]) / 78)))
+    return 0.0
+
+
 # --- the pipeline -----------------------------------------------------------------------------
 def _choice(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> str:
     names = [o[0] for o in options]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..model.generator import MSTGANGenerator
 from .config import TrainConfig
@@ -28,7 +29,8 @@ class FidelityPhase:
             gr["lr"] = lr
 
     def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-                         flow_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+                         flow_weight: torch.Tensor | None = None, strength: torch.Tensor | None = None,
+                         ) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """lr (B, T, 3, h, w), hr (B, 3, sh, sw) centre frame -> (loss, parts, sr)."""
         cfg = self.cfg
         align = None
@@ -50,6 +52,14 @@ class FidelityPhase:
             l_flow = flow_supervision(flows, flow, flow_weight)
             loss = loss + cfg.w_flow * l_flow
             parts["flow"] = l_flow.item()
+        if cfg.w_gate > 0 and self.model.gate is not None and strength is not None:
+            # the gate is told how hard each window was compressed (binary cross-entropy against
+            # the known strength, at every position of its map): it must learn to see compression,
+            # not just whatever helps the pixel loss on this batch
+            logits = self.model.gate.logits(lr[:, lr.shape[1] // 2])
+            l_gate = F.binary_cross_entropy_with_logits(logits, strength.view(-1, 1, 1, 1).expand_as(logits))
+            loss = loss + cfg.w_gate * l_gate
+            parts["gate"] = l_gate.item()
         if self.perceptual is not None:
             l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr, hr))
             loss = loss + cfg.w_perceptual * l_per
@@ -57,10 +67,11 @@ class FidelityPhase:
         return loss, parts, sr
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-             flow_weight: torch.Tensor | None = None) -> dict:
+             flow_weight: torch.Tensor | None = None, strength: torch.Tensor | None = None) -> dict:
         """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw); the known
-        motion (:class:`~mstgan_cli.train.data.Batch`) supervises the flows when cfg.w_flow > 0."""
-        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight)
+        motion (:class:`~mstgan_cli.train.data.Batch`) supervises the flows when cfg.w_flow > 0, the
+        known compression strength the generator's compression gate when cfg.w_gate > 0."""
+        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight, strength)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -49,7 +49,7 @@ class FlowPhase:
             gr["lr"] = lr
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
-             flow_weight: torch.Tensor | None = None) -> dict:
+             flow_weight: torch.Tensor | None = None, strength: torch.Tensor | None = None) -> dict:
         flows = self.model.window_flows(lr)
         l_flow = flow_supervision(flows, flow, flow_weight)
         l_warp, l_smooth = flow_losses(lr, flows)

@@ -115,6 +115,11 @@ def validate(model: MSTGANGenerator, clips, frames_per_clip: int, device: torch.
                 tlps.append(tlp_acc.value100)
             up = F.interpolate(lr[i][None], scale_factor=s, mode="bicubic", align_corners=False)
             pb.append(_psnr_y(up.clamp(0, 1), ref, s))
+        if getattr(model, "gate", None) is not None:
+            # what the compression gate sees in this clip (0: clean, 0.5: CRF 24, see
+            # degrade.compression_strength): a diagnosis, not part of any score
+            x, _, _ = pad_to_multiple(lr[idx].to(device), model.config.size_multiple)
+            res[f"gate_{name}"] = float(torch.sigmoid(model.gate.logits(x)).mean())
         res[f"psnr_{name}"] = float(np.mean(po))
         res[f"gain_{name}"] = float(np.mean(po) - np.mean(pb))
         res[f"tgain_{name}"] = float(np.mean(po) - np.mean(pc))
@@ -161,6 +166,9 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
     else:
         from .adversarial import AdversarialPhase
         phase = AdversarialPhase(model, cfg, device)
+    if cfg.w_gate > 0 and model.gate is None:
+        raise ValueError("--gate supervises the compression gate, and this generator has none: "
+                         "add one with --generator '{\"gate\": 16}'")
     if cfg.degrade not in ("bicubic", "realworld"):
         raise ValueError(f"degrade must be bicubic or realworld, not {cfg.degrade!r}")
     degrader = Degrader(cfg.scale, DegradeConfig.from_dict(cfg.degrade_config)) if cfg.degrade == "realworld" else None
