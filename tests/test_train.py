@@ -577,7 +577,8 @@ def test_the_compression_gate_learns_to_see_compression():
     before = seen()
     assert abs(before[0] - before[1]) < 0.05  # an untrained gate sees nothing
     sampler = WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, mix))
-    phase = FidelityPhase(model, TrainConfig(w_gate=1.0, lr=3e-3), torch.device("cpu"))
+    # (the gate trains at GATE_LR_SCALE x the lr: 3e-3)
+    phase = FidelityPhase(model, TrainConfig(w_gate=1.0, lr=1.5e-4), torch.device("cpu"))
     parts = [phase.step(*sampler.batch(8)) for _ in range(120)]
     assert "gate" in parts[0]
     q_clean, q_compressed = seen()
@@ -600,3 +601,21 @@ def test_a_compression_gate_added_to_trained_weights_starts_where_they_left_off(
     kept = torch.load(run / "best.pt", weights_only=True)
     assert kept["config"]["gate"] == 4 and "gate.film.2.weight" in kept["state_dict"]
     assert load_generator(run / "best.pt")[0].gate is not None
+
+
+def test_clean_windows_in_420_chroma_keep_their_luma_and_count_as_uncompressed():
+    from mstgan_cli.train.degrade import chroma_420, compression_strength
+
+    hr = torch.from_numpy(_photo(5, (128, 128)).copy()).permute(2, 0, 1).float().div(255)[None].repeat(3, 1, 1, 1)
+    lr = downscale(hr, 4)
+    sub = chroma_420(lr[..., :31, :31])  # odd sizes too
+    assert sub.shape == (3, 3, 31, 31)
+    luma = lambda x: 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    chroma = lambda x: x[:, 2] - luma(x)
+    # swscale's 8-bit conversions move luma by about a level; chroma loses half its resolution
+    assert (luma(sub) - luma(lr[..., :31, :31])).abs().mean() < 2 / 255
+    assert (chroma(sub) - chroma(lr[..., :31, :31])).abs().mean() > 3 * (luma(sub) - luma(lr[..., :31, :31])).abs().mean()
+    d = Degrader(4, DegradeConfig.from_dict({"p_clean": 1.0, "p_h264": 0.0, "p_clean_420": 1.0}))
+    out, info = d(hr, np.random.default_rng(0))
+    assert info == {"kind": "clean", "chroma": "420"} and compression_strength(info) == 0.0
+    torch.testing.assert_close(out, chroma_420(lr))

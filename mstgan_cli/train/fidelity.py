@@ -9,6 +9,9 @@ from .config import TrainConfig
 from .losses import PerceptualLoss, charbonnier, flow_losses, flow_supervision
 
 
+GATE_LR_SCALE = 20.0  # the compression gate's lr, relative to the rest of the generator
+
+
 class FidelityPhase:
     """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual), with flow regularisation."""
 
@@ -16,7 +19,16 @@ class FidelityPhase:
 
     def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
         self.model, self.cfg = model, cfg
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        gate = list(model.gate.parameters()) if getattr(model, "gate", None) is not None else []
+        if gate:
+            # a compression gate added to trained weights starts from nothing: at the fine-tuning lr
+            # of the rest it learns only the prior strength in 500 steps; it gets GATE_LR_SCALE x
+            ids = {id(p) for p in gate}
+            groups = [{"params": [p for p in model.parameters() if id(p) not in ids]},
+                      {"params": gate, "lr_scale": GATE_LR_SCALE, "lr": cfg.lr * GATE_LR_SCALE}]
+        else:
+            groups = [{"params": list(model.parameters())}]
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99))
         self.perceptual = PerceptualLoss(device, cfg.vgg_layers.split(",")) if cfg.w_perceptual > 0 else None
         if self.perceptual is not None:
             # a perceptual loss trades some PSNR for sharpness, so checkpoints are no longer chosen
@@ -26,7 +38,7 @@ class FidelityPhase:
 
     def set_lr(self, lr: float) -> None:
         for gr in self.opt.param_groups:
-            gr["lr"] = lr
+            gr["lr"] = lr * gr.get("lr_scale", 1.0)
 
     def generator_losses(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
                          flow_weight: torch.Tensor | None = None, strength: torch.Tensor | None = None,
