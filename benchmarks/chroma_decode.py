@@ -3,7 +3,8 @@
 Training windows and the protocol's ``h264:CRF`` decode 4:2:0 through PyAV's ``to_ndarray`` (FFmpeg's
 swscale with its defaults: each chroma sample repeated over two pixels), while ``mstgan upscale``
 decodes files with ``scale=flags=bicubic+accurate_rnd+full_chroma_int+full_chroma_inp``
-(``media.decode``): interpolated chroma. The same x264 streams of a split's clips and photo pans
+(``media.decode``): interpolated chroma. (Since 2026-12-07 training and the protocol decode as the
+product does, ``train.degrade.DECODE_SCALE``.) The same x264 streams of a split's clips and photo pans
 (``train.data.load_val_clips``, as the training's logged curves see them) are decoded both ways and
 each model is measured on 8 fixed windows per clip (``train.loop.validate``: PSNR-Y and its gain
 over bicubic from the same decoded input).
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -31,12 +31,10 @@ from mstgan_cli.train import degrade as D  # noqa: E402
 from mstgan_cli.train.data import load_val_clips  # noqa: E402
 from mstgan_cli.train.loop import validate  # noqa: E402
 
-PRODUCT_SCALE = "flags=bicubic+accurate_rnd+full_chroma_int+full_chroma_inp:in_color_matrix=bt601:in_range=tv"
-
-
-def encode_decode_product(x: torch.Tensor, crf: int) -> torch.Tensor:
-    """compress_video(x, "h264", crf), but decoded to RGB as `mstgan upscale` decodes (the colour
-    matrix an untagged SD stream gets there: BT.601, limited range)."""
+def encode_decode(x: torch.Tensor, crf: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One x264 stream of x (N, 3, h, w) at ``crf``, decoded to RGB twice: with each chroma sample
+    repeated over a pixel pair (PyAV's to_ndarray, what training used until 2026-12-07) and with
+    interpolated chroma (D.DECODE_SCALE, as `mstgan upscale` decodes files and training now does)."""
     n, _, h, w = x.shape
     enc = D._encoder("h264", crf, w, h)
     dec = av.CodecContext.create("h264", "r")
@@ -53,19 +51,8 @@ def encode_decode_product(x: torch.Tensor, crf: int) -> torch.Tensor:
         drain(enc.encode(vf))
     drain(enc.encode(None))
     drain([None])
-    g = av.filter.Graph()
-    src = g.add_buffer(width=w, height=h, format="yuv420p", time_base=Fraction(1, 25))
-    sc, fm, sink = g.add("scale", PRODUCT_SCALE), g.add("format", "rgb24"), g.add("buffersink")
-    src.link_to(sc)
-    sc.link_to(fm)
-    fm.link_to(sink)
-    g.configure()
-    out = []
-    for i, f in enumerate(yuv):
-        f.pts = i
-        g.push(f)
-        out.append(g.pull().to_ndarray(format="rgb24"))
-    return D._from_u8(np.stack(out))
+    repeated = D._from_u8(np.stack([f.to_ndarray(format="rgb24") for f in yuv]))
+    return repeated, D._from_u8(D._to_rgb(yuv))
 
 
 def main() -> None:
@@ -79,8 +66,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = ROOT.parent / "shared/data" / args.split
     clips = load_val_clips(root, 4, cache=ROOT / ".data/cache", prefix=f"{args.split}_", pans=True)
-    pyav = [(n, D.compress_video(lr, "h264", args.crf), hr) for n, lr, hr in clips]
-    product = [(n, encode_decode_product(lr, args.crf), hr) for n, lr, hr in clips]
+    both = [(n, *encode_decode(lr, args.crf), hr) for n, lr, hr in clips]
+    pyav = [(n, a, hr) for n, a, _, hr in both]
+    product = [(n, b, hr) for n, _, b, hr in both]
     res: dict = {"split": args.split, "crf": args.crf, "windows_per_clip": 8,
                  "input_difference_levels": {n: float((a - b).abs().mean() * 255)
                                              for (n, a, _), (_, b, _) in zip(pyav, product)},

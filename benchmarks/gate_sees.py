@@ -1,6 +1,7 @@
 """What a model's compression gate sees: its mean strength on each validation clip as clean RGB,
-clean through 4:2:0 chroma (no encoder: what a lossless video file holds), H.264 at a few CRFs as
-training decodes them, and CRF 23 as `mstgan upscale` decodes a file (interpolated chroma).
+clean through 4:2:0 chroma (no encoder: what a lossless video file holds), H.264 at a few CRFs
+decoded as `mstgan upscale` and training decode them (interpolated chroma), and CRF 23 decoded with
+repeated chroma (PyAV's to_ndarray, training's decode before 2026-12-07).
 
     .venv/bin/python benchmarks/gate_sees.py runs/x4-gate2/best.pt --out runs/x4-gate2/gate_sees.json
 """
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from chroma_decode import encode_decode_product  # noqa: E402
+from chroma_decode import encode_decode  # noqa: E402
 from mstgan_cli.model.checkpoint import load_generator  # noqa: E402
 from mstgan_cli.train.data import load_val_clips  # noqa: E402
 from mstgan_cli.train.degrade import chroma_420, compress_video  # noqa: E402
@@ -38,7 +39,7 @@ def main() -> None:
                            prefix=f"{args.split}_", pans=True)
     inputs = {"clean RGB": lambda x: x, "clean 4:2:0": chroma_420,
               **{f"h264:{c}": (lambda x, c=c: compress_video(x, "h264", c)) for c in (16, 23, 28, 34)},
-              "h264:23 (mstgan upscale's decode)": lambda x: encode_decode_product(x, 23)}
+              "h264:23 (chroma repeated, training's decode before 2026-12-07)": lambda x: encode_decode(x, 23)[0]}
     res: dict = {"model": str(args.model), "split": args.split, "strength": {}}
     with torch.no_grad():
         for name, lr, _ in clips:

@@ -603,7 +603,7 @@ def test_a_compression_gate_added_to_trained_weights_starts_where_they_left_off(
     assert load_generator(run / "best.pt")[0].gate is not None
 
 
-def test_clean_windows_in_420_chroma_keep_their_luma_and_count_as_uncompressed():
+def test_420_windows_keep_their_luma_and_decode_as_the_product_does():
     from mstgan_cli.train.degrade import chroma_420, compression_strength
 
     hr = torch.from_numpy(_photo(5, (128, 128)).copy()).permute(2, 0, 1).float().div(255)[None].repeat(3, 1, 1, 1)
@@ -615,6 +615,13 @@ def test_clean_windows_in_420_chroma_keep_their_luma_and_count_as_uncompressed()
     # swscale's 8-bit conversions move luma by about a level; chroma loses half its resolution
     assert (luma(sub) - luma(lr[..., :31, :31])).abs().mean() < 2 / 255
     assert (chroma(sub) - chroma(lr[..., :31, :31])).abs().mean() > 3 * (luma(sub) - luma(lr[..., :31, :31])).abs().mean()
+    # chroma comes back interpolated, as `mstgan upscale` decodes files (media.decode), not each
+    # sample repeated over a pixel pair (PyAV's to_ndarray): steps inside pairs as large as across them
+    for y in (sub, compress_video(lr, "h264", 23)):
+        c = chroma(y)
+        inside = (c[..., 0:-1:2] - c[..., 1::2]).abs().mean()
+        across = (c[..., 1:-1:2] - c[..., 2::2]).abs().mean()
+        assert inside > 0.5 * across > 0, (float(inside), float(across))
     d = Degrader(4, DegradeConfig.from_dict({"p_clean": 1.0, "p_h264": 0.0, "p_clean_420": 1.0}))
     out, info = d(hr, np.random.default_rng(0))
     assert info == {"kind": "clean", "chroma": "420"} and compression_strength(info) == 0.0

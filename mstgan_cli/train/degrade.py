@@ -142,6 +142,32 @@ def _from_u8(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+# How `mstgan upscale` turns a file's 4:2:0 frames into RGB (media.decode's scale filter, with the
+# matrix an untagged SD stream gets there): chroma interpolated, not repeated over pixel pairs as
+# PyAV's to_ndarray does. Training and the protocol decode the same way, so a model (and its
+# compression gate, which reads chroma detail) sees in training what it sees in use.
+DECODE_SCALE = "flags=bicubic+accurate_rnd+full_chroma_int+full_chroma_inp:in_color_matrix=bt601:in_range=tv"
+
+
+def _to_rgb(frames: list) -> np.ndarray:
+    """4:2:0 av.VideoFrames of one size -> (N, h, w, 3) uint8, through DECODE_SCALE."""
+    import av
+
+    f0 = frames[0]
+    g = av.filter.Graph()
+    src = g.add_buffer(width=f0.width, height=f0.height, format=f0.format.name, time_base=Fraction(1, 25))
+    chain = [src, g.add("scale", DECODE_SCALE), g.add("format", "rgb24"), g.add("buffersink")]
+    for a, b in zip(chain, chain[1:]):
+        a.link_to(b)
+    g.configure()
+    out = []
+    for i, f in enumerate(frames):
+        f.pts = i
+        g.push(f)
+        out.append(g.pull().to_ndarray(format="rgb24"))
+    return np.stack(out)
+
+
 def _encoder(codec: str, quality: float, w: int, h: int):
     import av
 
@@ -166,7 +192,8 @@ def _encoder(codec: str, quality: float, w: int, h: int):
 
 
 def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
-    """Encode the frames of x (N, 3, h, w) as one stream with a real encoder and decode them back.
+    """Encode the frames of x (N, 3, h, w) as one stream with a real encoder and decode them back
+    (to RGB as `mstgan upscale` decodes a file: DECODE_SCALE).
 
     codec: h264 (quality: the CRF) or mpeg2 (the fixed quantiser, 2..31). Frames are padded by edge
     replication to even sizes (4:2:0) of at least 64 x 64 and cropped back. Encoder and decoder run
@@ -188,11 +215,11 @@ def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
     enc = _encoder(codec, quality, frames.shape[2], frames.shape[1])
     dec = av.CodecContext.create({"h264": "h264", "mpeg2": "mpeg2video"}[codec], "r")
     dec.thread_count = 1
-    out: list[np.ndarray] = []
+    out: list = []
 
     def drain(packets) -> None:
         for p in packets:
-            out.extend(f.to_ndarray(format="rgb24") for f in dec.decode(p))
+            out.extend(dec.decode(p))
 
     for i, a in enumerate(frames):
         vf = av.VideoFrame.from_ndarray(a, format="rgb24").reformat(format="yuv420p")
@@ -202,22 +229,21 @@ def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
     drain([None])
     if len(out) != n:
         raise RuntimeError(f"{codec}: {n} frames in, {len(out)} out")
-    y = _from_u8(np.stack(out))
+    y = _from_u8(_to_rgb(out))
     return y[..., :h, :w]
 
 
 def chroma_420(x: torch.Tensor) -> torch.Tensor:
     """x (N, 3, h, w) through 4:2:0 and back, with no encoder: the chroma of a video file without
-    its compression. The same conversions (FFmpeg's swscale through PyAV, 8 bits) as
+    its compression. The same conversions (PyAV's reformat in, DECODE_SCALE out, 8 bits) as
     :func:`compress_video`, so the two differ by the codec alone."""
     import av
 
     n, _, h, w = x.shape
     if h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
-    out = [av.VideoFrame.from_ndarray(a, format="rgb24").reformat(format="yuv420p").to_ndarray(format="rgb24")
-           for a in _to_u8(x)]
-    return _from_u8(np.stack(out))[..., :h, :w]
+    out = [av.VideoFrame.from_ndarray(a, format="rgb24").reformat(format="yuv420p") for a in _to_u8(x)]
+    return _from_u8(_to_rgb(out))[..., :h, :w]
 
 
 def compress_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
