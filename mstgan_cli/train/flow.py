@@ -18,9 +18,9 @@ from .losses import flow_losses, flow_supervision
 
 @torch.no_grad()
 def validate_flow(model: MSTGANGenerator, windows) -> dict:
-    """Mean |predicted - true| flow (LR pixels) on fixed photo windows (lr, hr, flow, weight), and
+    """Mean |predicted - true| flow (LR pixels) on fixed photo windows (a data.Batch), and
     the same for predicting no motion, as a yardstick."""
-    lr, _, gt, weight = windows
+    lr, gt, weight = windows.lr, windows.flow, windows.flow_weight
     model.eval()
     flows = model.window_flows(lr)
     epe = float(flow_supervision(flows, gt, weight))
