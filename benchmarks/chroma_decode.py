@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
@@ -35,22 +34,7 @@ def encode_decode(x: torch.Tensor, crf: int) -> tuple[torch.Tensor, torch.Tensor
     """One x264 stream of x (N, 3, h, w) at ``crf``, decoded to RGB twice: with each chroma sample
     repeated over a pixel pair (PyAV's to_ndarray, what training used until 2026-12-07) and with
     interpolated chroma (D.DECODE_SCALE, as `mstgan upscale` decodes files and training now does)."""
-    n, _, h, w = x.shape
-    enc = D._encoder("h264", crf, w, h)
-    dec = av.CodecContext.create("h264", "r")
-    dec.thread_count = 1
-    yuv: list = []
-
-    def drain(packets) -> None:
-        for p in packets:
-            yuv.extend(dec.decode(p))
-
-    for i, a in enumerate(D._to_u8(x)):
-        vf = av.VideoFrame.from_ndarray(a, format="rgb24").reformat(format="yuv420p")
-        vf.pts = i
-        drain(enc.encode(vf))
-    drain(enc.encode(None))
-    drain([None])
+    yuv = D.encode_decode_yuv(x, "h264", crf)
     repeated = D._from_u8(np.stack([f.to_ndarray(format="rgb24") for f in yuv]))
     return repeated, D._from_u8(D._to_rgb(yuv))
 

@@ -201,16 +201,23 @@ def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
 
     No HEVC: the libx265 of PyAV 18.1's wheels corrupts the process's heap on frames under one
     64-pixel CTU (glibc aborts), and at 64 x 64 one of six encodes of the same frames differed."""
-    import av
-
     if codec not in ("h264", "mpeg2"):
         raise ValueError(f"unknown codec {codec!r}: h264 or mpeg2")
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     # at least 64 x 64: on smaller frames FFmpeg's H.264 decoder gave about 1 % of streams back
     # differently from run to run (32 x 32: 3 of 300; 64 x 64: 0 of 300)
     ph, pw = max(h % 2, 64 - h), max(w % 2, 64 - w)
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return _from_u8(_to_rgb(encode_decode_yuv(x, codec, quality)))[..., :h, :w]
+
+
+def encode_decode_yuv(x: torch.Tensor, codec: str, quality: float) -> list:
+    """The stream of :func:`compress_video` (x already even-sized, at least 64 x 64), decoded but
+    still 4:2:0: one av.VideoFrame per frame of x, for a caller that converts them its own way."""
+    import av
+
+    n = x.shape[0]
     frames = _to_u8(x)
     enc = _encoder(codec, quality, frames.shape[2], frames.shape[1])
     dec = av.CodecContext.create({"h264": "h264", "mpeg2": "mpeg2video"}[codec], "r")
@@ -229,8 +236,7 @@ def compress_video(x: torch.Tensor, codec: str, quality: float) -> torch.Tensor:
     drain([None])
     if len(out) != n:
         raise RuntimeError(f"{codec}: {n} frames in, {len(out)} out")
-    y = _from_u8(_to_rgb(out))
-    return y[..., :h, :w]
+    return out
 
 
 def chroma_420(x: torch.Tensor) -> torch.Tensor:
