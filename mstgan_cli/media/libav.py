@@ -109,7 +109,9 @@ def _side_data(frame: Any) -> list[dict[str, Any]]:
     if rotation:
         out.append({"side_data_type": "Display Matrix", "rotation": int(rotation)})
     try:
-        side_data = list(frame.side_data)
+        container = frame.side_data
+        # PyAV >= 18.1.1 made it a Mapping (iterating yields the types); before, a sequence
+        side_data = list(container.values() if hasattr(container, "values") else container)
     except ValueError:  # a type newer than PyAV's enum (TIFF pictures carry one): none we read
         side_data = []
     for sd in side_data:
