@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--degrade", default="bicubic,h264:23")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--temporal", action="store_true",
+                    help="also LPIPS, tOF and tLP, as runs with a perceptual or steadiness loss validate "
+                         "(each window then starts one frame later, so PSNR-Y differs a little)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -37,8 +40,8 @@ def main() -> None:
     res = {"split": args.split, "degrade": args.degrade, "models": {}}
     for m in args.models:
         model, _ = load_generator(m)
-        res["models"][str(m)] = v = validate(model, clips, 8, torch.device("cpu"))
-        print(m, f"PSNR-Y {v['psnr_y']:.3f}", " ".join(f"{k[5:]} {x:+.2f}" for k, x in v.items() if k.startswith("gain_")),
+        res["models"][str(m)] = v = validate(model, clips, 8, torch.device("cpu"), lpips=args.temporal)
+        print(m, f"PSNR-Y {v['psnr_y']:.3f}", *(f"{k} {v[k]:.4f}" for k in ("lpips", "tof", "tlp100") if k in v), " ".join(f"{k[5:]} {x:+.2f}" for k, x in v.items() if k.startswith("gain_")),
               flush=True)
     args.out.write_text(json.dumps(res, indent=1))
 

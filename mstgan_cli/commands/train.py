@@ -75,6 +75,10 @@ def train_cmd(
         help="Stage 1: weight of the compression gate's supervision (its per-pixel estimate of how hard "
              "each window was compressed, against the known setting). Needs a generator with a gate, "
              "e.g. --generator '{\"gate\": 16}'.")] = 0.0,
+    steady: Annotated[float, typer.Option(
+        help="Stage 1: weight of the steadiness loss. Each sample gives two outputs one frame apart, "
+             "whose change must match the ground truth's (flicker, what tOF/tLP measure; validation "
+             "then logs them). Doubles the generator's work per step.")] = 0.0,
     adv: Annotated[float, typer.Option(help="Stage 2: weight of the adversarial (hinge) loss.")] = 0.005,
     temporal: Annotated[float, typer.Option(help="Stage 2: weight of the temporal loss (consecutive-frame "
                                                  "change must match the ground truth's).")] = 0.5,
@@ -115,6 +119,8 @@ def train_cmd(
         raise fail("--scale must be 2 or 4, --window 3, 5 or 7, --stage 0, 1 or 2", 2)
     if degrade not in ("realworld", "bicubic"):
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
+    if steady < 0 or (steady > 0 and stage != 1):
+        raise fail(f"--steady is a stage 1 weight, 0 or more (stage 2 has --temporal); got {steady} at stage {stage}", 2)
     if not 0.0 <= true_flow <= 1.0:
         raise fail(f"--true-flow must be between 0 and 1, not {true_flow}", 2)
     try:
@@ -137,7 +143,7 @@ def train_cmd(
                       degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, true_flow=true_flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
-                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_gate=gate, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
+                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_gate=gate, w_steady=steady, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))

@@ -37,6 +37,9 @@ class TrainConfig:
                                  # those whose val PSNR-Y is at most this far below the starting weights'
     w_gate: float = 0.0          # stage 1: supervision of the generator's compression gate (its
                                  # estimate of each window's compression against the known one)
+    w_steady: float = 0.0        # stage 1: each sample gives two consecutive outputs (windows one
+                                 # frame apart), whose change must match the ground truth's: the
+                                 # flicker tOF/tLP measure, penalised without a discriminator
     w_adv: float = 0.005         # stage 2: adversarial (hinge) weight
     w_temporal: float = 0.5      # stage 2: consecutive-frame change must match the ground truth
     w_pingpong: float = 0.5      # stage 2: the reversed window must give the same frame

@@ -231,7 +231,7 @@ class WindowSampler:
         dzoom = rng.uniform(-0.01, 0.01)
         drot = math.radians(rng.uniform(-0.6, 0.6))
         theta = []
-        for k in range(-(t // 2), t // 2 + 1):
+        for k in range(-(t // 2), t - t // 2):  # the centre t // 2 at k = 0 (even t too: --steady)
             shift = v * k + 0.5 * acc * k * k          # HR pixels in output space
             z = zoom * (1.0 + dzoom * k)
             a = drot * k

@@ -13,12 +13,15 @@ GATE_LR_SCALE = 20.0  # the compression gate's lr, relative to the rest of the g
 
 
 class FidelityPhase:
-    """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual), with flow regularisation."""
+    """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual, + steadiness), with flow
+    regularisation."""
 
     extra_frames = 0  # frames the sampler must draw beyond the window
 
     def __init__(self, model: MSTGANGenerator, cfg: TrainConfig, device: torch.device) -> None:
         self.model, self.cfg = model, cfg
+        if cfg.stage == 1 and cfg.w_steady > 0:
+            self.extra_frames = 1  # two windows one frame apart per sample
         gate = list(model.gate.parameters()) if getattr(model, "gate", None) is not None else []
         if gate:
             # a compression gate added to trained weights starts from nothing: at the fine-tuning lr
@@ -83,12 +86,39 @@ class FidelityPhase:
         """One optimisation step on a batch: lr (B, T, 3, h, w), hr (B, T, 3, sh, sw); the known
         motion (:class:`~mstgan_cli.train.data.Batch`) supervises the flows when cfg.w_flow > 0, the
         known compression strength the generator's compression gate when cfg.w_gate > 0."""
-        loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight, strength)
+        if self.extra_frames:
+            loss, parts = self._steady_losses(lr, hr, flow, flow_weight, strength)
+        else:
+            loss, parts, _ = self.generator_losses(lr, hr[:, lr.shape[1] // 2], flow, flow_weight, strength)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         return parts
+
+    def _steady_losses(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None,
+                       flow_weight: torch.Tensor | None, strength: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """cfg.w_steady: runs of T+1 frames give two windows one frame apart, [0, T) and [1, T+1),
+        with centres c-1 and c (c = (T+1)//2, the run's centre, which its known flow starts from).
+        Both outputs get the losses of :meth:`generator_losses`; the steadiness loss asks the change
+        between them to match the ground truth's, |(y_c - y_c-1) - (x_c - x_c-1)|. Codec noise that
+        differs from frame to frame, and a gate whose reading jumps between I and P frames, show up
+        there as flicker, which per-frame losses never see."""
+        b, n = lr.shape[:2]
+        t, c = n - 1, n // 2
+        wins = torch.cat([lr[:, :t], lr[:, 1:]])
+        targets = torch.cat([hr[:, c - 1], hr[:, c]])
+        f2 = w2 = None
+        if flow is not None and flow_weight is not None:
+            # the known motion starts from the run's centre: the second window's centre. The first
+            # window's is not known, so it gets no flow supervision or teacher forcing (weight 0)
+            f2 = torch.cat([torch.zeros_like(flow[:, 1:]), flow[:, 1:]])
+            w2 = torch.cat([torch.zeros_like(flow_weight[:, 1:]), flow_weight[:, 1:]])
+        s2 = strength.repeat(2) if strength is not None else None
+        loss, parts, sr = self.generator_losses(wins, targets, f2, w2, s2)
+        l_steady = ((sr[b:] - sr[:b]) - (hr[:, c] - hr[:, c - 1])).abs().mean()
+        parts["steady"] = l_steady.item()
+        return loss + self.cfg.w_steady * l_steady, parts
 
     def eval_model(self) -> MSTGANGenerator:
         """The weights that are validated and saved as best.pt."""

@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict], None] | None = None) -> Pat
                                               prefix="test_", pans=True)]
         val_names = [name for name, _, _ in val_clips]
 
-        def measure(m, clips, lpips: bool = cfg.stage != 1 or cfg.w_perceptual > 0):
+        def measure(m, clips, lpips: bool = cfg.stage != 1 or cfg.w_perceptual > 0 or cfg.w_steady > 0):
             return validate(m, clips, cfg.val_frames, device, lpips=lpips)
     step, best, rescored = 0, None, None
     last = out / "last.pt"
