@@ -105,3 +105,13 @@ def test_strips_cover_the_frame_once():
         assert s[0][2] == 0 and s[-1][3] == h
         assert all(a[3] == b[2] for a, b in zip(s, s[1:]))
         assert all(y0 <= c0 and c1 <= y1 and c0 - y0 <= 18 and y1 - c1 <= 18 for y0, y1, c0, c1 in s)
+
+
+def test_the_protocol_names_the_missing_library_not_an_unknown_model(monkeypatch):
+    from mstgan_cli.evaluate.protocol import REALESRGAN_KEY, build_method
+
+    assert REALESRGAN_KEY == peers.REALESRGAN_MODEL
+    monkeypatch.setattr(peers.importlib, "import_module",
+                        _fail_import("libomp.so.5: cannot open shared object file: No such file or directory"))
+    with pytest.raises(BackendError, match=r"libomp\.so\.5.*apt-get install"):
+        build_method(peers.REALESRGAN_MODEL, 4)

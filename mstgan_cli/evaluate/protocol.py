@@ -107,6 +107,9 @@ def _peers() -> dict[str, Callable[..., FrameUpscaler]]:
         return {}
 
 
+REALESRGAN_KEY = "realesr-animevideov3-x4"  # runtime.peers.REALESRGAN_MODEL, without importing the peers
+
+
 def build_method(name: str, scale: int, device: str = "auto", precision: str = "fp32") -> FrameUpscaler:
     """A FrameUpscaler by name: bicubic, bilinear, nearest, lanczos, an installed peer, a shipped
     model name or a checkpoint path. Raises ModelError when it cannot be built for ``scale``."""
@@ -118,6 +121,11 @@ def build_method(name: str, scale: int, device: str = "auto", precision: str = "
     peers = _peers()
     if name in peers:
         up = peers[name]()
+    elif key == REALESRGAN_KEY:
+        # a peer whose package does not import here: its own error says what is missing (a
+        # system library, or the extra), not "unknown model"
+        from ..runtime.peers import RealESRGANUpscaler
+        up = RealESRGANUpscaler()
     else:
         from ..runtime import load_upscaler
         up = load_upscaler(name, scale=scale, device=device, precision=precision)
