@@ -640,7 +640,10 @@ def test_steadiness_pairs_two_windows_one_frame_apart_with_their_own_targets(dat
 
     model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY))
     up = lambda x: F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
-    model.forward_with_flows = lambda w, align=None: (up(w[:, w.shape[1] // 2]), [None] * w.shape[1])
+    def stand_in(w, align=None):  # the centre frame's bicubic, and zero flows to its neighbours
+        c = w.shape[1] // 2
+        return up(w[:, c]), [None if i == c else w.new_zeros(w.shape[0], 2, *w.shape[-2:]) for i in range(w.shape[1])]
+    model.forward_with_flows = stand_in
     phase = FidelityPhase(model, TrainConfig(w_steady=1.0, w_warp=0.0, w_smooth=0.0), torch.device("cpu"))
     assert phase.extra_frames == 1 and FidelityPhase(model, TrainConfig(), torch.device("cpu")).extra_frames == 0
     src = Sources.load(data / "train")
