@@ -43,8 +43,11 @@ def test_a_cpu_upscaler_reuses_freed_buffers_from_frame_to_frame():
     # page faults per frame once the stream runs (the first frames fill the window and warm up;
     # the last ones flush the mirrored end windows): measured ~15000 a frame without the setting
     # (every large buffer a fresh mapping), 0-1 with it, and a few hundred now and then (a CI
-    # run had a median of 577 over 5 frames, so the bound is relative)
+    # run had a median of 577 over 5 frames, so the bound is relative). Without the setting, glibc's
+    # dynamic mmap threshold sometimes settles by itself after a few frames (a CI run: ~20000 a frame
+    # for six frames, then 1), so the control only sets how loose the bound may be: with the setting
+    # the stream runs without faulting, whatever the control did
     later = slice(5, -3)
     released_median = statistics.median(released["faults"][later])
-    assert released_median > 2000, released
-    assert statistics.median(kept["faults"][later]) < released_median / 10, (kept, released)
+    # (without it a frame faults ~15000 pages in; the floor allows the few hundred seen now and then)
+    assert statistics.median(kept["faults"][later]) < max(1000, released_median / 10), (kept, released)
