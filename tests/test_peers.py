@@ -108,9 +108,8 @@ def test_strips_cover_the_frame_once():
 
 
 def test_the_protocol_names_the_missing_library_not_an_unknown_model(monkeypatch):
-    from mstgan_cli.evaluate.protocol import REALESRGAN_KEY, build_method
+    from mstgan_cli.evaluate.protocol import build_method
 
-    assert REALESRGAN_KEY == peers.REALESRGAN_MODEL
     monkeypatch.setattr(peers.importlib, "import_module",
                         _fail_import("libomp.so.5: cannot open shared object file: No such file or directory"))
     with pytest.raises(BackendError, match=r"libomp\.so\.5.*apt-get install"):

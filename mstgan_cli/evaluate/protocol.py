@@ -33,6 +33,7 @@ import torch
 
 from ..errors import InputError, ModelError, MstganError
 from ..media.frames import read_frames, source_info
+from ..runtime.peers import REALESRGAN_MODEL, RealESRGANUpscaler
 from ..runtime.upscaler import FrameUpscaler, InterpolationUpscaler
 from ..train.degrade import degrade_clip, describe_eval_degrade, downscale, parse_eval_degrade
 from ..metrics.frame import SUMMARY_KEYS, FrameMetrics
@@ -107,9 +108,6 @@ def _peers() -> dict[str, Callable[..., FrameUpscaler]]:
         return {}
 
 
-REALESRGAN_KEY = "realesr-animevideov3-x4"  # runtime.peers.REALESRGAN_MODEL, without importing the peers
-
-
 def build_method(name: str, scale: int, device: str = "auto", precision: str = "fp32") -> FrameUpscaler:
     """A FrameUpscaler by name: bicubic, bilinear, nearest, lanczos, an installed peer, a shipped
     model name or a checkpoint path. Raises ModelError when it cannot be built for ``scale``."""
@@ -121,10 +119,9 @@ def build_method(name: str, scale: int, device: str = "auto", precision: str = "
     peers = _peers()
     if name in peers:
         up = peers[name]()
-    elif key == REALESRGAN_KEY:
+    elif key == REALESRGAN_MODEL:
         # a peer whose package does not import here: its own error says what is missing (a
         # system library, or the extra), not "unknown model"
-        from ..runtime.peers import RealESRGANUpscaler
         up = RealESRGANUpscaler()
     else:
         from ..runtime import load_upscaler
