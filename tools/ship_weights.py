@@ -72,8 +72,7 @@ def main() -> None:
         run = ROOT / r["run"]
         # the runs it was started from, oldest first, each left at that step: their history is this model's too
         runs: list = [(ROOT / parent, step) for parent, step in r.get("parents", [])] + [run]
-        # "checkpoint": weights derived from the run's best.pt without training (e.g. a calibrated gate)
-        source, protocol = ROOT / r.get("checkpoint", Path(r["run"]) / "best.pt"), None
+        source, protocol = run / "best.pt", None
         if args.card_only:  # the stored measurements, a fresh card and training history
             protocol = json.loads((ROOT / "weights" / f"{name}.protocol.json").read_text())
         if args.remeasure:  # a copy: ship() rewrites weights/NAME.pt
