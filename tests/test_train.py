@@ -577,7 +577,7 @@ def test_the_compression_gate_learns_to_see_compression():
     before = seen()
     assert abs(before[0] - before[1]) < 0.05  # an untrained gate sees nothing
     sampler = WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, mix))
-    # (the gate trains at GATE_LR_SCALE x the lr: 3e-3)
+    # (the gate trains at gate_lr_scale (20) x the lr: 3e-3)
     phase = FidelityPhase(model, TrainConfig(w_gate=1.0, lr=1.5e-4), torch.device("cpu"))
     parts = [phase.step(*sampler.batch(8)) for _ in range(120)]
     assert "gate" in parts[0]
@@ -665,3 +665,39 @@ def test_a_steady_run_draws_one_more_frame_and_validates_flicker(data, tmp_path)
     recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     v = [r for r in recs if "val" in r][-1]["val"]
     assert v["tof"] >= 0 and v["tlp100"] >= 0 and "lpips" in v
+
+
+def test_perceptual_on_compressed_windows_only_and_a_frozen_gate():
+    """--perceptual-on compressed: the VGG loss sees only the windows whose LR went through an
+    encoder (clean input keeps pure fidelity); --gate-lr-scale 0 leaves a (calibrated) gate as it is
+    while the rest of the generator trains."""
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.fidelity import FidelityPhase
+
+    torch.manual_seed(0)
+    model = MSTGANGenerator(GeneratorConfig(scale=2, window=3, gate=4, **TINY))
+    gate0 = {k: v.clone() for k, v in model.gate.state_dict().items()}
+    rest0 = next(p for n, p in model.named_parameters() if not n.startswith("gate.")).clone()
+    cfg = TrainConfig(w_perceptual=0.1, perceptual_on="compressed", gate_lr_scale=0.0, lr=1e-3)
+    phase = FidelityPhase(model, cfg, torch.device("cpu"))
+    seen = []
+    real = phase.perceptual
+
+    def spy(x, y):
+        seen.append(x.shape[0])
+        return real(x, y)
+    phase.perceptual = spy
+    src = Sources([], [_photo(3, (160, 160))], ["a"])
+    mix = DegradeConfig.from_dict({"p_clean": 0.5, "p_h264": 0.5, "h264_crf": [30, 34]})
+    sampler = WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, mix))
+    batches = [sampler.batch(8) for _ in range(3)]
+    parts = [phase.step(*b) for b in batches]
+    assert seen == [int((b.strength > 0).sum()) for b in batches if bool((b.strength > 0).any())]
+    assert 0 < sum(seen) < 24 and all("perceptual" in p for p, b in zip(parts, batches) if bool((b.strength > 0).any()))
+    # a batch of clean windows only: no perceptual term at all
+    clean = WindowSampler(src, 2, 3, 16, seed=0, degrader=Degrader(2, DegradeConfig.from_dict({"p_clean": 1.0, "p_h264": 0.0}))).batch(4)
+    assert "perceptual" not in phase.step(*clean)
+    for k, v in model.gate.state_dict().items():
+        assert torch.equal(v, gate0[k]), k
+    moved = next(p for n, p in model.named_parameters() if not n.startswith("gate."))
+    assert not torch.equal(moved, rest0)

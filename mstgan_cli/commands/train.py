@@ -68,6 +68,9 @@ def train_cmd(
     perceptual_crop: Annotated[int, typer.Option(
         help="The perceptual loss sees one random window this many HR pixels square of each output patch "
              "(0: all of it); VGG16 on a whole patch costs several times the generator.")] = 0,
+    perceptual_on: Annotated[str, typer.Option(
+        help="Stage 1: which windows the perceptual loss covers: 'all', or 'compressed' (only those whose "
+             "low-res input went through an encoder; clean input keeps its fidelity).")] = "all",
     psnr_slack: Annotated[float, typer.Option(
         help="Stage 1 with --perceptual: best.pt is the checkpoint with the lowest val LPIPS among those whose "
              "val PSNR-Y is at most this many dB below the starting weights' (and no less stable in time).")] = 0.05,
@@ -75,6 +78,9 @@ def train_cmd(
         help="Stage 1: weight of the compression gate's supervision (its per-pixel estimate of how hard "
              "each window was compressed, against the known setting). Needs a generator with a gate, "
              "e.g. --generator '{\"gate\": 16}'.")] = 0.0,
+    gate_lr_scale: Annotated[float, typer.Option(
+        help="Stage 1: learning rate of the compression gate, relative to the rest of the generator "
+             "(0 freezes it, e.g. to keep a calibrated gate while the rest fine-tunes).")] = 20.0,
     steady: Annotated[float, typer.Option(
         help="Stage 1: weight of the steadiness loss. Each sample gives two outputs one frame apart, "
              "whose change must match the ground truth's (flicker, what tOF/tLP measure; validation "
@@ -121,6 +127,10 @@ def train_cmd(
         raise fail(f"--degrade must be realworld or bicubic, not {degrade!r}", 2)
     if steady < 0 or (steady > 0 and stage != 1):
         raise fail(f"--steady is a stage 1 weight, 0 or more (stage 2 has --temporal); got {steady} at stage {stage}", 2)
+    if perceptual_on not in ("all", "compressed"):
+        raise fail(f"--perceptual-on must be all or compressed, not {perceptual_on!r}", 2)
+    if gate_lr_scale < 0:
+        raise fail(f"--gate-lr-scale must be 0 or more, not {gate_lr_scale}", 2)
     if not 0.0 <= true_flow <= 1.0:
         raise fail(f"--true-flow must be between 0 and 1, not {true_flow}", 2)
     try:
@@ -143,7 +153,7 @@ def train_cmd(
                       degrade=degrade, degrade_config=mix, val_degrade=val_degrade, w_flow=flow, true_flow=true_flow, max_speed=max_speed,
                       test=str(test or ""),
                       patch=patch, lr=lr, init=str(init or ""), w_perceptual=perceptual,
-                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, w_gate=gate, w_steady=steady, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
+                      vgg_layers=vgg_layers, perceptual_crop=perceptual_crop, psnr_slack=psnr_slack, perceptual_on=perceptual_on, gate_lr_scale=gate_lr_scale, w_gate=gate, w_steady=steady, w_adv=adv, w_temporal=temporal, w_pingpong=pingpong,
                       w_ftemporal=ftemporal, w_tflow=tflow, ema=ema, warmup=warmup, noise_steps=noise_steps,
                       val_every=val_every, max_minutes=max_minutes, until=until, threads=threads, seed=seed)
     run = train(cfg, on_log=training_reporter(steps, quiet))

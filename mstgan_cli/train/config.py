@@ -33,10 +33,15 @@ class TrainConfig:
     vgg_layers: str = "relu1_2,relu2_2,relu3_3"  # VGG16 feature maps of the perceptual loss
     perceptual_crop: int = 0     # the perceptual loss sees one random window this size (HR pixels) of
                                  # every output patch (0: the whole patch)
+    perceptual_on: str = "all"   # stage 1: "all" windows, or only "compressed" ones (known strength
+                                 # above 0), so clean input keeps its fidelity while compressed
+                                 # input is pushed towards texture
     psnr_slack: float = 0.05     # stage 1 with a perceptual loss: checkpoints are chosen on LPIPS among
                                  # those whose val PSNR-Y is at most this far below the starting weights'
     w_gate: float = 0.0          # stage 1: supervision of the generator's compression gate (its
                                  # estimate of each window's compression against the known one)
+    gate_lr_scale: float = 20.0  # stage 1: lr of the compression gate relative to the rest (0: frozen,
+                                 # e.g. to keep a calibration while the rest fine-tunes)
     w_steady: float = 0.0        # stage 1: each sample gives two consecutive outputs (windows one
                                  # frame apart), whose change must match the ground truth's: the
                                  # flicker tOF/tLP measure, penalised without a discriminator

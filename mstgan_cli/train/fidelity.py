@@ -9,9 +9,6 @@ from .config import TrainConfig
 from .losses import PerceptualLoss, charbonnier, flow_losses, flow_supervision
 
 
-GATE_LR_SCALE = 20.0  # the compression gate's lr, relative to the rest of the generator
-
-
 class FidelityPhase:
     """Stage 1: the generator alone on Charbonnier-L1 (+ perceptual, + steadiness), with flow
     regularisation."""
@@ -25,10 +22,15 @@ class FidelityPhase:
         gate = list(model.gate.parameters()) if getattr(model, "gate", None) is not None else []
         if gate:
             # a compression gate added to trained weights starts from nothing: at the fine-tuning lr
-            # of the rest it learns only the prior strength in 500 steps; it gets GATE_LR_SCALE x
+            # of the rest it learns only the prior strength in 500 steps; it gets cfg.gate_lr_scale x
+            # (0 freezes it: a fine-tune that keeps a calibrated gate as it is)
             ids = {id(p) for p in gate}
-            groups = [{"params": [p for p in model.parameters() if id(p) not in ids]},
-                      {"params": gate, "lr_scale": GATE_LR_SCALE, "lr": cfg.lr * GATE_LR_SCALE}]
+            groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+            if cfg.gate_lr_scale > 0:
+                groups.append({"params": gate, "lr_scale": cfg.gate_lr_scale, "lr": cfg.lr * cfg.gate_lr_scale})
+            else:
+                for p in gate:
+                    p.requires_grad_(False)
         else:
             groups = [{"params": list(model.parameters())}]
         self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99))
@@ -76,9 +78,18 @@ class FidelityPhase:
             loss = loss + cfg.w_gate * l_gate
             parts["gate"] = l_gate.item()
         if self.perceptual is not None:
-            l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr, hr))
-            loss = loss + cfg.w_perceptual * l_per
-            parts["perceptual"] = l_per.item()
+            if cfg.perceptual_on == "compressed" and strength is not None:
+                # only the windows whose LR went through an encoder; scaled by their share of the
+                # batch, so each of them feels the weight it would with perceptual_on="all"
+                keep = strength > 0
+                if bool(keep.any()):
+                    l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr[keep], hr[keep]))
+                    loss = loss + cfg.w_perceptual * keep.float().mean() * l_per
+                    parts["perceptual"] = l_per.item()
+            else:
+                l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr, hr))
+                loss = loss + cfg.w_perceptual * l_per
+                parts["perceptual"] = l_per.item()
         return loss, parts, sr
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor, flow: torch.Tensor | None = None,
