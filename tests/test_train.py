@@ -701,3 +701,32 @@ def test_perceptual_on_compressed_windows_only_and_a_frozen_gate():
         assert torch.equal(v, gate0[k]), k
     moved = next(p for n, p in model.named_parameters() if not n.startswith("gate."))
     assert not torch.equal(moved, rest0)
+
+
+def test_a_calibrated_gate_is_released_with_its_calibration(data, tmp_path):
+    """tools/calibrate_gate.py moves the gate's logit bias of a run checkpoint and records why;
+    the release keeps the moved bias and says so on the card. A second calibration is refused."""
+    import importlib.util
+
+    from mstgan_cli.train.release import model_card
+
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_gate", Path(__file__).resolve().parents[1] / "tools" / "calibrate_gate.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    run = train(_cfg(data, tmp_path / "gated", steps=1, val_every=1, generator={**TINY, "gate": 4},
+                     w_gate=0.1, degrade="realworld"))
+    src = torch.load(run / "best.pt", weights_only=True)
+    cal = tmp_path / "cal" / "best.pt"
+    tool.calibrate(run / "best.pt", -2.0, cal, why="val: lower tOF")
+    with pytest.raises(SystemExit, match="already calibrated"):
+        tool.calibrate(cal, -1.0, tmp_path / "twice.pt", why="x")
+    meta = release(cal, tmp_path / "w.pt", "fidelity", "gated", runs=[run])
+    model, _ = load_generator(tmp_path / "w.pt")
+    moved = model.gate.to_logit.bias.float() - src["state_dict"]["gate.to_logit.bias"].float()
+    assert torch.allclose(moved, torch.full_like(moved, -2.0), atol=1e-2)  # shipped as fp16
+    assert meta["calibration"]["gate.to_logit.bias"] == -2.0 and meta["checkpoint_step"] == src["step"]
+    card = model_card("w", meta, None)
+    assert "calibrated after training" in card and "`gate.to_logit.bias` -2" in card and "val: lower tOF" in card

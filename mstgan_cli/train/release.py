@@ -89,6 +89,8 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
         "trained_on": shipped.get("trained_on") if shipped else trained_on(history),
         "training": history,
         "checkpoint_step": shipped.get("checkpoint_step") if shipped else ck.get("step"),
+        # a change made to the trained weights after training (tools/calibrate_gate.py), or none
+        "calibration": shipped.get("calibration") if shipped else ck.get("calibration"),
         "metrics": metrics or {},
     }
     export_generator(model, out, meta)
@@ -131,6 +133,11 @@ def model_card(name: str, meta: dict, protocol: dict | None, test: dict | None =
                      f"{h['train_hours']} h on 2 CPU cores (no GPU was available), peak lr {tc.get('lr', '?')}"
                      + (f", initialised from `{tc['init']}`" if tc.get("init") else ""))
     lines.append(f"- shipped checkpoint: step {meta.get('checkpoint_step')}")
+    cal = meta.get("calibration")
+    if cal:
+        moved = ", ".join(f"`{k}` {v:+g}" for k, v in cal.items() if isinstance(v, (int, float)))
+        lines.append(f"- calibrated after training (`tools/calibrate_gate.py`, from `{cal.get('source', '?')}`): "
+                     f"{moved}; {cal.get('why', '')}")
     lines += test_section(test) if test else ["", "## Quality on the test split", "", "Not measured yet."]
     if protocol:
         n = protocol.get("max_frames")
