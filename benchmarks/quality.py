@@ -118,7 +118,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights-summary", action="store_true",
                     help="write weights/NAME.test.json (what `mstgan models` shows) for each shipped model measured")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take an input's results from --out when its JSON there already holds every method "
+                         "(a run stopped part-way goes on; the summary is rebuilt from the saved files)")
+    ap.add_argument("--ship-as", action="append", default=[], metavar="CHECKPOINT=NAME",
+                    help="with --weights-summary: the numbers of this checkpoint are those of shipped model NAME "
+                         "(weights/NAME.test.json), e.g. runs/x4-lossy-gate-cal/best.pt=mstgan-x4-lossy")
     args = ap.parse_args()
+    ship_as = dict(s.split("=", 1) for s in args.ship_as)
     torch.set_num_threads(args.threads)
     clips = test_clips(args.test, args.cache)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -126,11 +133,18 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for deg in args.degrade.split(","):
+        stem = "protocol_x4" + ("" if deg == "bicubic" else "_" + deg.replace(":", ""))
+        saved = args.out / f"{stem}.json"
+        if args.reuse and saved.is_file():
+            res = json.loads(saved.read_text())
+            if set(methods) <= set(res.get("mean", {})):
+                results[deg] = res
+                print(f"{deg}: reused {saved}", flush=True)
+                continue
         t0 = time.time()
         res = run_protocol(clips, 4, methods, args.max_frames, device="cpu", precision="fp32",
                            degrade=deg, centre_only=deg in GAIN_ON)
         res["wall_seconds"] = time.time() - t0
-        stem = "protocol_x4" + ("" if deg == "bicubic" else "_" + deg.replace(":", ""))
         write_json(res, args.out / f"{stem}.json")
         (args.out / f"{stem}.md").write_text(protocol_markdown(res) + "\n")
         results[deg] = res
@@ -141,7 +155,7 @@ def main() -> int:
     print(text)
     if args.weights_summary:
         for m in models:
-            f = ROOT / "weights" / f"{m}.pt"
+            f = ROOT / "weights" / f"{ship_as.get(m, m)}.pt"
             if f.is_file():
                 source = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)
                 f.with_suffix(".test.json").write_text(json.dumps(model_summary(results, m, source), indent=1) + "\n")
