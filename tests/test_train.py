@@ -707,10 +707,9 @@ def test_a_calibrated_gate_is_released_with_its_calibration(data, tmp_path):
     """tools/calibrate_gate.py moves the gate's logit bias of a run checkpoint and records why;
     the release keeps the moved bias and says so on the card. A second calibration is refused."""
     import importlib.util
+    from pathlib import Path
 
     from mstgan_cli.train.release import model_card
-
-    from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
         "calibrate_gate", Path(__file__).resolve().parents[1] / "tools" / "calibrate_gate.py")

@@ -78,17 +78,15 @@ class FidelityPhase:
             loss = loss + cfg.w_gate * l_gate
             parts["gate"] = l_gate.item()
         if self.perceptual is not None:
+            sr_p, hr_p, share = sr, hr, 1.0
             if cfg.perceptual_on == "compressed" and strength is not None:
                 # only the windows whose LR went through an encoder; scaled by their share of the
                 # batch, so each of them feels the weight it would with perceptual_on="all"
                 keep = strength > 0
-                if bool(keep.any()):
-                    l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr[keep], hr[keep]))
-                    loss = loss + cfg.w_perceptual * keep.float().mean() * l_per
-                    parts["perceptual"] = l_per.item()
-            else:
-                l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr, hr))
-                loss = loss + cfg.w_perceptual * l_per
+                sr_p, hr_p, share = sr[keep], hr[keep], keep.float().mean()
+            if sr_p.shape[0]:
+                l_per = self.perceptual(*_crop(cfg.perceptual_crop, sr_p, hr_p))
+                loss = loss + cfg.w_perceptual * share * l_per
                 parts["perceptual"] = l_per.item()
         return loss, parts, sr
 
