@@ -729,3 +729,22 @@ def test_a_calibrated_gate_is_released_with_its_calibration(data, tmp_path):
     assert meta["calibration"]["gate.to_logit.bias"] == -2.0 and meta["checkpoint_step"] == src["step"]
     card = model_card("w", meta, None)
     assert "calibrated after training" in card and "`gate.to_logit.bias` -2" in card and "val: lower tOF" in card
+
+
+def test_lpips_perceptual_loss_is_the_vgg_lpips_distance_and_trains_the_input():
+    """--vgg-layers lpips: the loss is LPIPS-VGG (not AlexNet, which eval reports), and its gradient
+    reaches the generator's output."""
+    from mstgan_cli.metrics.lpips import lpips as lpips_metric
+    from mstgan_cli.train.losses import PerceptualLoss
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 64, 64, generator=g)
+    sr = (hr + 0.1 * torch.randn(2, 3, 64, 64, generator=g)).clamp(0, 1).requires_grad_(True)
+    loss = PerceptualLoss(torch.device("cpu"), ["lpips"])
+    value = loss(sr, hr)
+    want = lpips_metric(sr.detach(), hr, net="vgg").mean()
+    assert value.item() == pytest.approx(want.item(), rel=1e-5)
+    assert abs(value.item() - lpips_metric(sr.detach(), hr, net="alex").mean().item()) > 1e-3
+    value.backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+    assert loss(hr, hr).item() == pytest.approx(0.0, abs=1e-6)

@@ -64,7 +64,7 @@ def train_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-4,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (best.pt/last.pt of another run).")] = None,
     perceptual: Annotated[float, typer.Option(help="Weight of the VGG16 perceptual loss.")] = 0.0,
-    vgg_layers: Annotated[str, typer.Option(help="VGG16 feature maps of the perceptual loss.")] = "relu1_2,relu2_2,relu3_3",
+    vgg_layers: Annotated[str, typer.Option(help="VGG16 feature maps of the perceptual loss (L1 between them), or 'lpips': the LPIPS distance on VGG16 (normalised relu1_2..relu5_3, learned weights; eval reports LPIPS on AlexNet).")] = "relu1_2,relu2_2,relu3_3",
     perceptual_crop: Annotated[int, typer.Option(
         help="The perceptual loss sees one random window this many HR pixels square of each output patch "
              "(0: all of it); VGG16 on a whole patch costs several times the generator.")] = 0,

@@ -46,9 +46,20 @@ def flow_supervision(flows: list[torch.Tensor | None], gt: torch.Tensor, weight:
 
 class PerceptualLoss:
     """VGG16 feature loss (L1 between the given relu feature maps), frozen ImageNet weights.
-    ``features`` exposes the maps themselves (stage 2 compares their changes over time)."""
+    ``features`` exposes the maps themselves (stage 2 compares their changes over time).
+
+    ``layers == ["lpips"]``: the LPIPS v0.1 distance on its VGG16 trunk instead (unit-normalised
+    relu1_2..relu5_3 maps weighted by LPIPS' learned heads), batch mean. Evaluation reports LPIPS on
+    AlexNet, so training on the VGG variant does not optimise the reported metric itself.
+    """
 
     def __init__(self, device: torch.device, layers: list[str]) -> None:
+        self.lpips = None
+        if list(layers) == ["lpips"]:
+            from ..metrics.lpips import load_lpips
+
+            self.lpips = load_lpips("vgg").to(device).eval()
+            return
         from ..model.vgg import load_vgg_features
 
         self.vgg = load_vgg_features(layers=layers).to(device).eval()
@@ -56,8 +67,10 @@ class PerceptualLoss:
             p.requires_grad_(False)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.vgg(x)
+        return self.lpips.features(x) if self.lpips is not None else self.vgg(x)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.lpips is not None:
+            return self.lpips(x, y).mean()
         fx, fy = self.vgg(x), self.vgg(y)
         return sum((a - b).abs().mean() for a, b in zip(fx, fy)) / len(fx)
