@@ -748,3 +748,47 @@ def test_lpips_perceptual_loss_is_the_vgg_lpips_distance_and_trains_the_input():
     value.backward()
     assert sr.grad is not None and sr.grad.abs().sum() > 0
     assert loss(hr, hr).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_interpolated_weights_are_the_blend_and_are_released_with_it(data, tmp_path):
+    """tools/interpolate_weights.py: every float tensor is (1 - a) A + a B; a gate calibration on top
+    keeps the record; the release and the card say both. Blends of changed weights, of different
+    generators or with alpha outside [0, 1] are refused."""
+    import importlib.util
+    from pathlib import Path
+
+    from mstgan_cli.train.release import model_card
+
+    def tool(name):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    blend, cal_tool = tool("interpolate_weights"), tool("calibrate_gate")
+    gen = {**TINY, "gate": 4}
+    a = train(_cfg(data, tmp_path / "a", steps=1, val_every=1, generator=gen, w_gate=0.1, degrade="realworld"))
+    b = train(_cfg(data, tmp_path / "b", steps=2, val_every=2, generator=gen, w_gate=0.1, degrade="realworld",
+                   init=str(a / "best.pt"), lr=1e-2))
+    sa = torch.load(a / "best.pt", weights_only=True)["state_dict"]
+    sb = torch.load(b / "best.pt", weights_only=True)["state_dict"]
+    out = tmp_path / "mix" / "best.pt"
+    blend.interpolate(a / "best.pt", b / "best.pt", 0.25, out, why="val: rule X")
+    mixed = torch.load(out, weights_only=True)
+    moved = [k for k in sa if sa[k].is_floating_point() and not torch.equal(sa[k], sb[k])]
+    assert moved
+    for k in moved:
+        assert torch.allclose(mixed["state_dict"][k], 0.75 * sa[k] + 0.25 * sb[k], atol=1e-6), k
+    cal = tmp_path / "cal" / "best.pt"
+    cal_tool.calibrate(out, -1.0, cal, why="val: lower tOF")
+    with pytest.raises(SystemExit, match="already changed"):
+        blend.interpolate(cal, b / "best.pt", 0.5, tmp_path / "x.pt", why="x")
+    with pytest.raises(SystemExit, match="between 0 and 1"):
+        blend.interpolate(a / "best.pt", b / "best.pt", 1.5, tmp_path / "x.pt", why="x")
+    other = train(_cfg(data, tmp_path / "o", steps=1, val_every=1))
+    with pytest.raises(SystemExit, match="different generators"):
+        blend.interpolate(a / "best.pt", other / "best.pt", 0.5, tmp_path / "x.pt", why="x")
+    meta = release(cal, tmp_path / "w.pt", "fidelity", "blended", runs=[a, b])
+    assert meta["interpolation"]["alpha"] == 0.25 and meta["calibration"]["gate.to_logit.bias"] == -1.0
+    card = model_card("w", meta, None)
+    assert "interpolated after training" in card and "0.75 x" in card and "val: rule X" in card

@@ -25,7 +25,7 @@ def calibrate(src: Path, offset: float, out: Path, why: str) -> dict:
         raise SystemExit(f"{src} is already calibrated ({ck['calibration']}); move the source's bias instead")
     sd[KEY] = sd[KEY] + offset
     cal = {KEY: offset, "source": str(src), "why": why}
-    keep = {k: ck[k] for k in ("config", "step") if k in ck}
+    keep = {k: ck[k] for k in ("config", "step", "interpolation") if k in ck}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**keep, "state_dict": sd, "calibration": cal}, out)
     return cal

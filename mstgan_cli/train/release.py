@@ -91,6 +91,8 @@ def release(checkpoint: Path, out: Path, kind: str, description: str, metrics: d
         "checkpoint_step": shipped.get("checkpoint_step") if shipped else ck.get("step"),
         # a change made to the trained weights after training (tools/calibrate_gate.py), or none
         "calibration": shipped.get("calibration") if shipped else ck.get("calibration"),
+        # two runs' weights blended after training (tools/interpolate_weights.py), or none
+        "interpolation": shipped.get("interpolation") if shipped else ck.get("interpolation"),
         "metrics": metrics or {},
     }
     export_generator(model, out, meta)
@@ -133,6 +135,10 @@ def model_card(name: str, meta: dict, protocol: dict | None, test: dict | None =
                      f"{h['train_hours']} h on 2 CPU cores (no GPU was available), peak lr {tc.get('lr', '?')}"
                      + (f", initialised from `{tc['init']}`" if tc.get("init") else ""))
     lines.append(f"- shipped checkpoint: step {meta.get('checkpoint_step')}")
+    blend = meta.get("interpolation")
+    if blend:
+        lines.append(f"- interpolated after training (`tools/interpolate_weights.py`): {1 - blend['alpha']:g} x "
+                     f"`{blend['from']}` + {blend['alpha']:g} x `{blend['to']}`; {blend.get('why', '')}")
     cal = meta.get("calibration")
     if cal:
         moved = ", ".join(f"`{k}` {v:+g}" for k, v in cal.items() if isinstance(v, (int, float)))
