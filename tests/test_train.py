@@ -792,3 +792,26 @@ def test_interpolated_weights_are_the_blend_and_are_released_with_it(data, tmp_p
     assert meta["interpolation"]["alpha"] == 0.25 and meta["calibration"]["gate.to_logit.bias"] == -1.0
     card = model_card("w", meta, None)
     assert "interpolated after training" in card and "0.75 x" in card and "val: rule X" in card
+
+
+def test_stage2_without_pingpong_skips_the_reversed_pass():
+    """--pingpong 0: the generator runs once per step (the three windows as one batch), not twice,
+    and the logged Ping-Pong term is zero; with a weight it runs the reversed window too."""
+    from mstgan_cli.model.generator import GeneratorConfig, MSTGANGenerator
+    from mstgan_cli.train.adversarial import AdversarialPhase
+
+    torch.manual_seed(0)
+    lr = torch.rand(1, 5, 3, 16, 16)
+    hr = torch.rand(1, 5, 3, 32, 32)
+    calls = {}
+    for w in (0.0, 0.5):
+        g = MSTGANGenerator(GeneratorConfig(scale=2, window=3, **TINY))
+        n = [0]
+        orig = g.forward_with_flows  # forward() goes through it too
+        g.forward_with_flows = lambda *a, **k: (n.__setitem__(0, n[0] + 1), orig(*a, **k))[1]
+        phase = AdversarialPhase(g, TrainConfig(data="", val="", out="", stage=2, w_pingpong=w), torch.device("cpu"))
+        phase.begin()
+        parts = phase.step(lr, hr)
+        calls[w] = (n[0], parts["pingpong"])
+    assert calls[0.0] == (1, 0.0)
+    assert calls[0.5][0] == 2 and calls[0.5][1] > 0

@@ -114,8 +114,11 @@ class AdversarialPhase(FidelityPhase):
 
         l_pix = charbonnier(sr3, hr3)
         l_temp = ((sr3[:, 1:] - sr3[:, :-1]) - (hr3[:, 1:] - hr3[:, :-1])).abs().mean()
-        sr_rev = g(lr[:, 1:1 + t].flip(1))
-        l_pp = F.mse_loss(sr_rev, sr3[:, 1])
+        if cfg.w_pingpong > 0:
+            sr_rev = g(lr[:, 1:1 + t].flip(1))
+            l_pp = F.mse_loss(sr_rev, sr3[:, 1])
+        else:  # off: no reversed pass (a symmetric window is nearly reverse-invariant anyway)
+            l_pp = sr3.new_zeros(())
         l_warp, l_smooth = flow_losses(wins, flows)
         noise = cfg.noise * max(0.0, 1.0 - self.steps_done / max(1, cfg.noise_steps))
         self.disc.requires_grad_(False)
