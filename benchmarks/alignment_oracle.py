@@ -5,6 +5,8 @@ with the true flow (``--true-flow 1`` of ``mstgan train``) or with its own (cont
 
     # measure a checkpoint (3 val photos x 3 windows, 480x256 pans, x4)
     .venv/bin/python benchmarks/alignment_oracle.py eval runs/x4-clean/best.pt
+    # the same pans through H.264 CRF 23 first
+    .venv/bin/python benchmarks/alignment_oracle.py eval weights/mstgan-x4-lossy.pt --degrade h264:23
     # fine-tune it 800 steps on photo windows (batch 16, patch 32, lr 1e-4), then measure the result
     .venv/bin/python benchmarks/alignment_oracle.py finetune runs/x4-clean/best.pt oracle /tmp/ft_oracle.pt
     .venv/bin/python benchmarks/alignment_oracle.py finetune runs/x4-clean/best.pt own /tmp/ft_own.pt
@@ -27,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from mstgan_cli.model.checkpoint import load_generator  # noqa: E402
 from mstgan_cli.train.data import PAN_STEPS, Sources, WindowSampler, photo_pan, read_photo_rgb  # noqa: E402
-from mstgan_cli.train.degrade import downscale  # noqa: E402
+from mstgan_cli.train.degrade import degrade_clip, downscale  # noqa: E402
 from mstgan_cli.train.losses import charbonnier  # noqa: E402
 from mstgan_cli.train.loop import _psnr_y  # noqa: E402
 
 
-def evaluate(ckpt: Path, val: Path) -> dict:
+def evaluate(ckpt: Path, val: Path, degrade: str = "bicubic") -> dict:
     g, _ = load_generator(ckpt)
     t, s = g.config.window, g.config.scale
     res: dict[str, list[float]] = {"own": [], "oracle": [], "centre": [], "bicubic": []}
@@ -40,7 +42,7 @@ def evaluate(ckpt: Path, val: Path) -> dict:
     for i, p in enumerate(photos):
         step = PAN_STEPS[i % len(PAN_STEPS)]
         hr = torch.from_numpy(photo_pan(read_photo_rgb(p), step, 9, (480, 256))).permute(0, 3, 1, 2).float() / 255
-        lr = downscale(hr, s)
+        lr = downscale(hr, s) if degrade == "bicubic" else degrade_clip(hr, s, degrade)
         for c in (t // 2, 4, 8 - t // 2):
             win = lr[c - t // 2:c + t // 2 + 1][None]
             with torch.no_grad():
@@ -68,7 +70,7 @@ def finetune(ckpt: Path, mode: str, out: Path, data: Path, steps: int = 800) -> 
     opt = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.9, 0.99))
     t0, acc = time.time(), 0.0
     for k in range(1, steps + 1):
-        lr, hr, flow, _ = sampler.batch(16)
+        lr, hr, flow = sampler.batch(16)[:3]
         b, t = lr.shape[:2]
         pyr = g.encode(lr.reshape(b * t, *lr.shape[2:]))
         feats = [tuple(p.reshape(b, t, *p.shape[1:])[:, i] for p in pyr) for i in range(t)]
@@ -90,6 +92,8 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("eval")
     e.add_argument("checkpoint", type=Path)
+    e.add_argument("--degrade", default="bicubic",
+                   help="the LR pans: bicubic, or h264:CRF (the protocol's; the pan encoded as one stream)")
     f = sub.add_parser("finetune")
     f.add_argument("checkpoint", type=Path)
     f.add_argument("mode", choices=("oracle", "own"))
@@ -104,7 +108,7 @@ def main() -> int:
     if args.cmd == "finetune":
         finetune(args.checkpoint, args.mode, args.out, args.data, args.steps)
         args.checkpoint = args.out
-    r = evaluate(args.checkpoint, args.val)
+    r = evaluate(args.checkpoint, args.val, getattr(args, "degrade", "bicubic"))
     print(f"{args.checkpoint}: PSNR-Y own {r['own']:.2f}, oracle {r['oracle']:.2f}, centre only {r['centre']:.2f}, "
           f"bicubic {r['bicubic']:.2f}; neighbours add {r['gain_own']:+.2f} (own flow), {r['gain_oracle']:+.2f} (true flow)")
     return 0
