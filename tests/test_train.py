@@ -703,18 +703,23 @@ def test_perceptual_on_compressed_windows_only_and_a_frozen_gate():
     assert not torch.equal(moved, rest0)
 
 
-def test_a_calibrated_gate_is_released_with_its_calibration(data, tmp_path):
-    """tools/calibrate_gate.py moves the gate's logit bias of a run checkpoint and records why;
-    the release keeps the moved bias and says so on the card. A second calibration is refused."""
+def _tool(name: str):
+    """A script of tools/ (not a package) loaded as a module."""
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_calibrated_gate_is_released_with_its_calibration(data, tmp_path):
+    """tools/calibrate_gate.py moves the gate's logit bias of a run checkpoint and records why;
+    the release keeps the moved bias and says so on the card. A second calibration is refused."""
     from mstgan_cli.train.release import model_card
 
-    spec = importlib.util.spec_from_file_location(
-        "calibrate_gate", Path(__file__).resolve().parents[1] / "tools" / "calibrate_gate.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool("calibrate_gate")
     run = train(_cfg(data, tmp_path / "gated", steps=1, val_every=1, generator={**TINY, "gate": 4},
                      w_gate=0.1, degrade="realworld"))
     src = torch.load(run / "best.pt", weights_only=True)
@@ -754,18 +759,9 @@ def test_interpolated_weights_are_the_blend_and_are_released_with_it(data, tmp_p
     """tools/interpolate_weights.py: every float tensor is (1 - a) A + a B; a gate calibration on top
     keeps the record; the release and the card say both. Blends of changed weights, of different
     generators or with alpha outside [0, 1] are refused."""
-    import importlib.util
-    from pathlib import Path
-
     from mstgan_cli.train.release import model_card
 
-    def tool(name):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-
-    blend, cal_tool = tool("interpolate_weights"), tool("calibrate_gate")
+    blend, cal_tool = _tool("interpolate_weights"), _tool("calibrate_gate")
     gen = {**TINY, "gate": 4}
     a = train(_cfg(data, tmp_path / "a", steps=1, val_every=1, generator=gen, w_gate=0.1, degrade="realworld"))
     b = train(_cfg(data, tmp_path / "b", steps=2, val_every=2, generator=gen, w_gate=0.1, degrade="realworld",
